@@ -16,7 +16,11 @@ fn main() {
     let object = Path::new(&out_dir).join("tiny.o");
     let elf = Path::new(&out_dir).join("tiny.elf");
 
-    run(Command::new("gcc").arg("-c").arg(SOURCE).arg("-o").arg(&object));
+    run(Command::new("gcc")
+        .arg("-c")
+        .arg(SOURCE)
+        .arg("-o")
+        .arg(&object));
     run(Command::new("ld")
         .args(["-T", LINKER_SCRIPT, "-nostdlib", "-static"])
         .args(["-z", "max-page-size=0x1000", "-z", "noexecstack"])

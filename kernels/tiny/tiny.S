@@ -171,6 +171,22 @@
         .code64
         .globl  _start
 _start:
+        /* Only one CPU runs this kernel. With an in-kernel local APIC
+         * (tinyvmm, Firecracker, QEMU) the other vCPUs wait for an INIT/SIPI
+         * that we never send, so they never get here; should a VMM start
+         * them here anyway, the first to arrive wins and the rest park
+         * (without touching the stack). `xchg` with memory is atomic even
+         * without a lock prefix [SDM Vol. 2D "XCHG"]. Neither the CPUID
+         * APIC ID nor the APIC base MSR's BSP flag would do: both depend on
+         * what the VMM chose to set up. */
+        mov     $1, %al
+        xchg    %al, cpu_claimed(%rip)
+        test    %al, %al
+        jz      1f
+0:      cli
+        hlt
+        jmp     0b
+1:
         /* out 0x40 -> port 0x80: a VM exit; the VMM timestamps "kernel
          * start". An `out` from CPL 0 is always allowed. */
         mov     $POST_KERNEL_START, %al
@@ -317,6 +333,8 @@ _start:
         mov     cmdline(%rip), %rsi
         test    %rsi, %rsi
         jz      4f
+        cmpb    $0, (%rsi)                      /* empty: say nothing */
+        je      4f
         KPUTS   msg_cmdline
         mov     cmdline(%rip), %rsi
         call    puts
@@ -986,6 +1004,7 @@ idt_end:
 boot_params:            .quad 0         /* physical address, from rsi */
 cmdline:                .quad 0         /* physical address of the command line */
 user_rsp_scratch:       .quad 0         /* syscall_entry: user RSP while switching */
+cpu_claimed:            .byte 0         /* set by the first CPU in _start */
 opt_fault:              .byte 0         /* tiny.fault */
 opt_quiet:              .byte 0         /* tiny.quiet */
 last_byte:              .byte ASCII_NL  /* last byte sent to the console */
