@@ -1,1 +1,77 @@
 //! tinyvmm: a micro-VM launcher on Linux KVM built from rust-vmm crates.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+/// Architecture support: guest layout, boot protocol, registers, CPUID.
+pub mod arch;
+/// The command line (clap derive).
+pub mod cli;
+/// `VmConfig`: what to boot, as plain data, and its validation.
+pub mod config;
+/// Emulated devices and the PIO/MMIO buses.
+pub mod devices;
+/// How a VM ends and the process exit code for each ending.
+pub mod exit;
+/// The VM and vCPU file descriptors and the vCPU run loop.
+pub mod kvm;
+/// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.
+pub mod signals;
+/// VM-exit counters for `--stats`.
+pub mod stats;
+/// Raw terminal mode, always restored.
+pub mod terminal;
+/// The embedded tiny guest kernel.
+pub mod tiny_guest;
+/// The VMM: build a VM from a config, run it.
+pub mod vmm;
+
+use std::time::Instant;
+
+/// `tinyvmm run`: build and run one VM, report on stderr, return the exit code.
+pub fn run_command(args: &cli::RunArgs, process_start: Instant) -> u8 {
+    signals::die_with_parent();
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tinyvmm: {e}");
+            return exit::EXIT_BAD_CONFIG;
+        }
+    };
+    let report = vmm::Vmm::build(&config, process_start).and_then(vmm::Vmm::run);
+    match report {
+        Ok(report) => {
+            if let Some(msg) = report.exit.describe() {
+                eprintln!("tinyvmm: {msg}");
+            }
+            let out = report.output;
+            if out.dropped_full > 0 || out.discarded > 0 {
+                eprintln!(
+                    "tinyvmm: guest console output: {} bytes written, {} dropped (stdout too slow for the 8250), {} discarded{}",
+                    out.written,
+                    out.dropped_full,
+                    out.discarded,
+                    if out.stdout_closed {
+                        " (stdout closed)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if config.stats {
+                eprint!("{}", report.stats.report());
+                eprintln!(
+                    "tinyvmm: build {:.3} ms, run {:.3} ms",
+                    report.build_time.as_secs_f64() * 1e3,
+                    report.run_time.as_secs_f64() * 1e3
+                );
+                for m in &report.markers {
+                    eprintln!("{}", m.report());
+                }
+            }
+            report.exit.code()
+        }
+        Err(e) => {
+            eprintln!("tinyvmm: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The command line: clap derive, with `--help` written once in the `///`s.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, ConfigError, ConsoleKind, CpuTemplate, KernelSource, VmConfig};
+
+/// tinyvmm: boot a micro-VM on KVM, and measure what it costs against a container.
+#[derive(Debug, Parser)]
+#[command(name = "tinyvmm", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest; its console is this process's stdin/stdout.
+    Run(RunArgs),
+}
+
+/// Whether the 8250 serial port is present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Present.
+    On,
+    /// Absent.
+    Off,
+}
+
+/// `tinyvmm run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Guest kernel: an uncompressed ELF vmlinux (fastest) or a bzImage.
+    /// Without it, the built-in tiny guest boots.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initramfs (an uncompressed cpio boots fastest), loaded at the top of low memory.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Replace the base kernel command line. Default:
+    /// "console=ttyS0 reboot=k panic=1 pci=off io_delay=none quiet".
+    /// Device entries (virtio_mmio.device=...) are always appended.
+    #[arg(long, value_name = "STRING")]
+    pub cmdline: Option<String>,
+    /// Guest memory: MiB, or a size with a K, M or G suffix.
+    #[arg(long, default_value = "128M", value_name = "SIZE")]
+    pub memory: String,
+    /// Number of vCPUs.
+    #[arg(long, default_value = "1", value_name = "N")]
+    pub vcpus: u64,
+    /// Which device carries the guest console on stdin/stdout.
+    #[arg(long, value_enum, default_value = "serial")]
+    pub console: ConsoleKind,
+    /// The 8250 serial port (early boot and panic messages even when the
+    /// console is elsewhere).
+    #[arg(long, value_enum, default_value = "on")]
+    pub serial: OnOff,
+    /// CPUID template: `minimal` hides features an instruction emulator
+    /// cannot run (CX16, XSAVE/AVX, SMAP, POPCNT, ...); `auto` picks it when
+    /// the kvm_pvm module is loaded, else `host`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub cpu_template: CpuTemplate,
+    /// Print boot-marker times on stderr (guest writes 123 to 0xc0000000,
+    /// or 0x40/0x41 to port 0x80).
+    #[arg(long)]
+    pub boot_timer: bool,
+    /// Print VM-exit counts by reason and address, and VMM time, at exit.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+impl RunArgs {
+    /// The `VmConfig` these options describe (not yet validated against KVM).
+    pub fn to_config(&self) -> Result<VmConfig, ConfigError> {
+        let memory = config::parse_memory(&self.memory)?;
+        let vcpus = u8::try_from(self.vcpus)
+            .ok()
+            .filter(|&n| (1..=config::MAX_VCPUS).contains(&n))
+            .ok_or(ConfigError::Vcpus(self.vcpus, config::MAX_VCPUS.into()))?;
+        let cmdline = match &self.cmdline {
+            Some(c) => c.clone(),
+            None => {
+                let console = match self.console {
+                    ConsoleKind::Serial => "console=ttyS0 ",
+                    ConsoleKind::Virtio => "console=hvc0 ",
+                    ConsoleKind::None => "",
+                };
+                format!("{console}{}", config::DEFAULT_CMDLINE)
+            }
+        };
+        let kernel = match &self.kernel {
+            Some(p) => KernelSource::File(p.clone()),
+            None => KernelSource::Embedded,
+        };
+        let cfg = VmConfig {
+            kernel,
+            initrd: self.initrd.clone(),
+            cmdline,
+            memory,
+            vcpus,
+            console: self.console,
+            serial: self.serial == OnOff::On,
+            cpu_template: self.cpu_template,
+            boot_timer: self.boot_timer,
+            stats: self.stats,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tinyvmm").chain(args.iter().copied()))
+    }
+
+    fn run_config(args: &[&str]) -> Result<VmConfig, ConfigError> {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            Command::Run(r) => r.to_config(),
+        }
+    }
+
+    #[test]
+    fn defaults_boot_the_tiny_guest_on_serial() {
+        let c = run_config(&[]).unwrap();
+        assert_eq!(c.kernel, KernelSource::Embedded);
+        assert_eq!(c.memory, 128 << 20);
+        assert_eq!(c.vcpus, 1);
+        assert!(c.cmdline.starts_with("console=ttyS0 "));
+        assert!(c.cmdline.contains("reboot=k"));
+        assert!(c.serial);
+    }
+
+    #[test]
+    fn options_reach_the_config() {
+        let c = run_config(&[
+            "--kernel",
+            "/k",
+            "--initrd",
+            "/i",
+            "--memory",
+            "1G",
+            "--vcpus",
+            "4",
+            "--cmdline",
+            "quiet",
+            "--console",
+            "none",
+            "--serial",
+            "off",
+            "--cpu-template",
+            "minimal",
+            "--boot-timer",
+            "--stats",
+        ])
+        .unwrap();
+        assert_eq!(c.kernel, KernelSource::File("/k".into()));
+        assert_eq!(c.initrd, Some("/i".into()));
+        assert_eq!((c.memory, c.vcpus), (1 << 30, 4));
+        assert_eq!(c.cmdline, "quiet");
+        assert_eq!(c.console, ConsoleKind::None);
+        assert!(!c.serial && c.boot_timer && c.stats);
+        assert_eq!(c.cpu_template, CpuTemplate::Minimal);
+    }
+
+    #[test]
+    fn bad_values_name_the_argument() {
+        assert!(
+            run_config(&["--vcpus", "0"])
+                .unwrap_err()
+                .to_string()
+                .contains("--vcpus 0")
+        );
+        assert!(run_config(&["--vcpus", "300"]).is_err());
+        assert!(
+            run_config(&["--memory", "129K"])
+                .unwrap_err()
+                .to_string()
+                .contains("--memory")
+        );
+        assert!(
+            run_config(&["--cmdline", "a\tb"])
+                .unwrap_err()
+                .to_string()
+                .contains("--cmdline")
+        );
+        assert!(parse(&["run", "--vcpus", "two"]).is_err());
+        assert!(parse(&["run", "--console", "vga"]).is_err());
+        assert!(parse(&["fly"]).is_err());
+    }
+}

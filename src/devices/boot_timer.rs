@@ -1,0 +1,165 @@
+//! The boot marker: the guest says "I reached user space" and we note when.
+//!
+//! Two ways in, compatible with the VMMs people compare us with:
+//! - a write of byte 123 to guest physical 0xC000_0000 (Firecracker's
+//!   boot-timer device; Linux user space reaches it with `devmem`);
+//! - the values 0x40 (kernel start) and 0x41 (user space) written to I/O
+//!   port 0x80 (Cloud Hypervisor's debug-port codes). Linux also writes port
+//!   0x80 for I/O delays, so other values are ignored, and guests should boot
+//!   with `io_delay=none`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::bus::BusDevice;
+
+/// The byte Firecracker's boot timer waits for.
+pub const BOOT_TIMER_MAGIC: u8 = 123;
+/// Cloud Hypervisor's debug-port code for "kernel started".
+pub const DEBUG_PORT_KERNEL_START: u8 = 0x40;
+/// Cloud Hypervisor's debug-port code for "user space reached".
+pub const DEBUG_PORT_USER_SPACE: u8 = 0x41;
+
+/// What a marker means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// Port 0x80 = 0x40.
+    KernelStart,
+    /// Port 0x80 = 0x41.
+    UserSpace,
+    /// 123 written to the boot-timer address.
+    BootTimer,
+}
+
+impl Marker {
+    /// Short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Marker::KernelStart => "kernel start (port 0x80 = 0x40)",
+            Marker::UserSpace => "user space (port 0x80 = 0x41)",
+            Marker::BootTimer => "boot timer (123 at 0xc0000000)",
+        }
+    }
+}
+
+/// One marker hit, timed from process start and from the start of VM build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkerTime {
+    /// Which marker.
+    pub marker: Marker,
+    /// Time since `main` started.
+    pub since_process_start: Duration,
+    /// Time since `Vmm::build` began.
+    pub since_build_start: Duration,
+}
+
+impl MarkerTime {
+    /// The line `--boot-timer` prints.
+    pub fn report(&self) -> String {
+        format!(
+            "tinyvmm: boot marker: {} at {:.3} ms after process start, {:.3} ms after VM build start",
+            self.marker.label(),
+            self.since_process_start.as_secs_f64() * 1e3,
+            self.since_build_start.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Collects marker times; the device on both buses and the VMM share it.
+#[derive(Debug)]
+pub struct BootTimer {
+    process_start: Instant,
+    build_start: Instant,
+    print: bool,
+    marks: Mutex<Vec<MarkerTime>>,
+}
+
+impl BootTimer {
+    /// A timer that prints each marker on stderr when `print` is set.
+    pub fn new(process_start: Instant, build_start: Instant, print: bool) -> Arc<Self> {
+        Arc::new(BootTimer {
+            process_start,
+            build_start,
+            print,
+            marks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Records a marker now.
+    pub fn mark(&self, marker: Marker) {
+        let now = Instant::now();
+        let t = MarkerTime {
+            marker,
+            since_process_start: now.saturating_duration_since(self.process_start),
+            since_build_start: now.saturating_duration_since(self.build_start),
+        };
+        if self.print {
+            eprintln!("{}", t.report());
+        }
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+    }
+
+    /// Every marker so far, in order.
+    pub fn marks(&self) -> Vec<MarkerTime> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The MMIO boot-timer page at 0xC000_0000.
+pub struct BootTimerMmio(pub Arc<BootTimer>);
+
+impl BusDevice for BootTimerMmio {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset == 0 && data.first() == Some(&BOOT_TIMER_MAGIC) {
+            self.0.mark(Marker::BootTimer);
+        }
+    }
+}
+
+/// The debug port 0x80.
+pub struct DebugPort(pub Arc<BootTimer>);
+
+impl BusDevice for DebugPort {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _offset: u64, data: &[u8]) {
+        match data.first() {
+            Some(&DEBUG_PORT_KERNEL_START) => self.0.mark(Marker::KernelStart),
+            Some(&DEBUG_PORT_USER_SPACE) => self.0.mark(Marker::UserSpace),
+            _ => {} // an I/O-delay write, not a marker
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_documented_values_are_markers() {
+        let t0 = Instant::now();
+        let timer = BootTimer::new(t0, t0, false);
+        let mut mmio = BootTimerMmio(timer.clone());
+        let mut port = DebugPort(timer.clone());
+        mmio.write(0, &[1]);
+        mmio.write(8, &[BOOT_TIMER_MAGIC]);
+        port.write(0, &[0x00]);
+        port.write(0, &[0x42]);
+        assert!(timer.marks().is_empty());
+        port.write(0, &[DEBUG_PORT_KERNEL_START]);
+        port.write(0, &[DEBUG_PORT_USER_SPACE]);
+        mmio.write(0, &[BOOT_TIMER_MAGIC, 0, 0, 0]);
+        let kinds: Vec<_> = timer.marks().iter().map(|m| m.marker).collect();
+        assert_eq!(
+            kinds,
+            [Marker::KernelStart, Marker::UserSpace, Marker::BootTimer]
+        );
+        let m = timer.marks()[2];
+        assert!(m.since_process_start >= m.since_build_start);
+        assert!(m.report().contains("boot timer"));
+    }
+}

@@ -1,0 +1,385 @@
+//! Guest console output to the host's stdout, without letting a slow or
+//! closed stdout stall a vCPU or grow memory without bound.
+//!
+//! Devices push bytes into a bounded buffer; a thread named `console-out`
+//! writes them to stdout. The 8250 has no flow control, so when the buffer is
+//! full its bytes are dropped and counted (reported at exit). The virtio
+//! console uses `try_push`, which takes only what fits, and holds the rest of
+//! its descriptors until `space_event` fires. If stdout is closed (EPIPE),
+//! output is discarded from then on and the VM runs to its end.
+//!
+//! The same path watches for the kernel's panic line, so a panic that ends in
+//! the usual i8042 reset can still be told apart from a clean reboot.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// Default buffer between devices and stdout.
+pub const DEFAULT_CAPACITY: usize = 256 << 10;
+/// The line Linux prints in `panic()`.
+pub const PANIC_LINE: &[u8] = b"Kernel panic - not syncing";
+/// Largest chunk written to stdout at once.
+const CHUNK: usize = 64 << 10;
+
+/// What happened to the guest's output, reported at exit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    /// Bytes written to stdout.
+    pub written: u64,
+    /// Bytes dropped because the buffer was full (8250 only).
+    pub dropped_full: u64,
+    /// Bytes discarded because stdout was closed, or left when we stopped waiting.
+    pub discarded: u64,
+    /// Whether stdout was found closed.
+    pub stdout_closed: bool,
+    /// Whether the kernel's panic line went by.
+    pub panic_seen: bool,
+}
+
+struct State {
+    buf: VecDeque<u8>,
+    capacity: usize,
+    stats: OutputStats,
+    panic_match: usize,
+    stop: bool,
+    busy: bool,
+}
+
+impl State {
+    fn scan_for_panic(&mut self, data: &[u8]) {
+        for &b in data {
+            // The pattern's first byte occurs nowhere else in it, so a
+            // mismatch can restart at 0 (or 1 if this byte starts it anew).
+            if b == PANIC_LINE[self.panic_match] {
+                self.panic_match += 1;
+                if self.panic_match == PANIC_LINE.len() {
+                    self.stats.panic_seen = true;
+                    self.panic_match = 0;
+                }
+            } else {
+                self.panic_match = usize::from(b == PANIC_LINE[0]);
+            }
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    drained: Condvar,
+    space: EventFd,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The shared output path; clone a `handle()` for each device.
+pub struct GuestOutput {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A device's end of the output path.
+#[derive(Clone)]
+pub struct OutputHandle {
+    shared: Arc<Shared>,
+}
+
+impl GuestOutput {
+    /// Output to the process's stdout.
+    pub fn stdout() -> io::Result<Self> {
+        Self::new(Box::new(io::stdout()), DEFAULT_CAPACITY)
+    }
+
+    /// Output to any writer, through a buffer of `capacity` bytes.
+    pub fn new(sink: Box<dyn Write + Send>, capacity: usize) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: VecDeque::with_capacity(capacity.min(CHUNK)),
+                capacity,
+                stats: OutputStats::default(),
+                panic_match: 0,
+                stop: false,
+                busy: false,
+            }),
+            wake: Condvar::new(),
+            drained: Condvar::new(),
+            space: EventFd::new(EFD_NONBLOCK)?,
+        });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("console-out".into())
+            .spawn(move || write_loop(&worker, sink))?;
+        Ok(GuestOutput {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for a device.
+    pub fn handle(&self) -> OutputHandle {
+        OutputHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Figures so far.
+    pub fn stats(&self) -> OutputStats {
+        self.shared.lock().stats
+    }
+
+    /// Waits up to `timeout` for everything to reach stdout, then stops the
+    /// writer. Bytes still buffered after that are counted as discarded.
+    pub fn finish(mut self, timeout: Duration) -> OutputStats {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        while (!st.buf.is_empty() || st.busy) && !st.stats.stdout_closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .drained
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let left_over = st.buf.len() as u64;
+        st.stats.discarded += left_over;
+        st.buf.clear();
+        st.stop = true;
+        let stats = st.stats;
+        let finished = !st.busy;
+        drop(st);
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            // A writer stuck in write(2) on a stalled pipe is left behind
+            // (the process is about to exit); an idle one is joined.
+            if finished {
+                let _ = t.join();
+            }
+        }
+        stats
+    }
+}
+
+impl OutputHandle {
+    /// Queues what fits and returns how many bytes were taken (virtio: the
+    /// caller keeps the rest and retries on `space_event`).
+    pub fn try_push(&self, data: &[u8]) -> usize {
+        let mut st = self.shared.lock();
+        if st.stats.stdout_closed {
+            st.stats.discarded += data.len() as u64;
+            st.scan_for_panic(data);
+            return data.len();
+        }
+        let n = data.len().min(st.capacity - st.buf.len());
+        st.scan_for_panic(&data[..n]);
+        st.buf.extend(&data[..n]);
+        drop(st);
+        if n > 0 {
+            self.shared.wake.notify_one();
+        }
+        n
+    }
+
+    /// Queues what fits and drops (and counts) the rest (8250).
+    pub fn push_or_drop(&self, data: &[u8]) {
+        let n = self.try_push(data);
+        if n < data.len() {
+            let mut st = self.shared.lock();
+            st.scan_for_panic(&data[n..]);
+            st.stats.dropped_full += (data.len() - n) as u64;
+        }
+    }
+
+    /// Fires whenever the buffer has been emptied (a chunk reached stdout).
+    pub fn space_event(&self) -> &EventFd {
+        &self.shared.space
+    }
+
+    /// Free room in the buffer now.
+    pub fn free(&self) -> usize {
+        let st = self.shared.lock();
+        st.capacity - st.buf.len()
+    }
+
+    /// Whether the kernel's panic line went by.
+    pub fn panic_seen(&self) -> bool {
+        self.shared.lock().stats.panic_seen
+    }
+}
+
+impl Write for OutputHandle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.push_or_drop(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_loop(shared: &Shared, mut sink: Box<dyn Write + Send>) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        {
+            let mut st = shared.lock();
+            st.busy = false;
+            if st.buf.is_empty() {
+                shared.drained.notify_all();
+            }
+            while st.buf.is_empty() && !st.stop {
+                st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.stop && st.buf.is_empty() {
+                return;
+            }
+            let n = st.buf.len().min(CHUNK);
+            chunk.clear();
+            chunk.extend(st.buf.drain(..n));
+            st.busy = true;
+        }
+        let result = sink.write_all(&chunk).and_then(|_| sink.flush());
+        let mut st = shared.lock();
+        match result {
+            Ok(()) => st.stats.written += chunk.len() as u64,
+            Err(_) => {
+                // EPIPE or any other write error: stdout is gone for good.
+                st.stats.stdout_closed = true;
+                st.stats.discarded += (chunk.len() + st.buf.len()) as u64;
+                st.buf.clear();
+            }
+        }
+        drop(st);
+        let _ = shared.space.write(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A sink that blocks until released, like a pipe nobody reads.
+    struct Stalled(Arc<(Mutex<bool>, Condvar)>);
+    impl Write for Stalled {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let (m, c) = &*self.0;
+            let mut go = m.lock().unwrap();
+            while !*go {
+                go = c.wait(go).unwrap();
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bytes_reach_the_sink_in_order() {
+        let sink = Sink::default();
+        let out = GuestOutput::new(Box::new(sink.clone()), 16).unwrap();
+        let mut h = out.handle();
+        for i in 0..100u8 {
+            while out.handle().free() == 0 {
+                std::thread::yield_now();
+            }
+            h.write_all(&[i]).unwrap();
+        }
+        let stats = out.finish(Duration::from_secs(5));
+        assert_eq!(stats.written, 100);
+        assert_eq!(stats.dropped_full, 0);
+        assert_eq!(*sink.0.lock().unwrap(), (0..100u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stalled_stdout_bounds_memory_and_counts_drops() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let out = GuestOutput::new(Box::new(Stalled(gate.clone())), 1024).unwrap();
+        let h = out.handle();
+        for _ in 0..100 {
+            h.push_or_drop(&[b'x'; 100]);
+        }
+        assert!(h.free() <= 1024);
+        let stats = out.stats();
+        // At most one chunk in flight plus the buffer were kept.
+        assert!(stats.dropped_full >= 10_000 - 2 * 1024, "{stats:?}");
+        assert_eq!(
+            h.try_push(&[1; 10]),
+            0,
+            "virtio gets back-pressure, not drops"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let stats = out.finish(Duration::from_secs(5));
+        assert_eq!(stats.written + stats.dropped_full + stats.discarded, 10_000);
+    }
+
+    #[test]
+    fn closed_stdout_discards_without_blocking() {
+        let out = GuestOutput::new(Box::new(Broken), 64).unwrap();
+        let h = out.handle();
+        h.push_or_drop(b"first");
+        let t = Instant::now();
+        while !out.stats().stdout_closed && t.elapsed() < Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        for _ in 0..1000 {
+            assert_eq!(h.try_push(b"more bytes"), 10);
+        }
+        let stats = out.finish(Duration::from_secs(1));
+        assert!(stats.stdout_closed);
+        assert_eq!(stats.written, 0);
+        assert_eq!(stats.discarded, 5 + 10_000);
+    }
+
+    #[test]
+    fn the_panic_line_is_noticed_across_writes() {
+        let out = GuestOutput::new(Box::new(Sink::default()), 4096).unwrap();
+        let h = out.handle();
+        h.push_or_drop(b"[ 1.0] Kernel pan");
+        assert!(!h.panic_seen());
+        h.push_or_drop(b"ic - not syncing: Attempted to kill init!\n");
+        assert!(h.panic_seen());
+        let quiet = GuestOutput::new(Box::new(Sink::default()), 4096).unwrap();
+        quiet.handle().push_or_drop(b"KKernel panic - not syncin");
+        assert!(!quiet.handle().panic_seen());
+        quiet.handle().push_or_drop(b"g");
+        assert!(
+            quiet.handle().panic_seen(),
+            "restart after a repeated first byte"
+        );
+    }
+}

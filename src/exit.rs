@@ -1,0 +1,147 @@
+//! How a VM ends, and the process exit code for each ending.
+//!
+//! Modelled on `docker run`: the guest's own status passes through (0-119),
+//! tinyvmm's own failures use 120-126, a signal gives 128+N. The table is in
+//! the README.
+
+use std::sync::Mutex;
+
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// Exit code: guest kernel panic detected.
+pub const EXIT_GUEST_PANIC: u8 = 120;
+/// Exit code: guest triple fault (`KVM_EXIT_SHUTDOWN`).
+pub const EXIT_TRIPLE_FAULT: u8 = 121;
+/// Exit code: KVM could not run the guest (internal error, failed entry, unhandled exit).
+pub const EXIT_KVM_RUN: u8 = 122;
+/// Exit code: `/dev/kvm` unavailable or a KVM call failed.
+pub const EXIT_KVM_UNAVAILABLE: u8 = 123;
+/// Exit code: bad command line or configuration.
+pub const EXIT_BAD_CONFIG: u8 = 125;
+/// Exit code: kernel or initrd unusable.
+pub const EXIT_BAD_IMAGE: u8 = 126;
+/// Highest status a guest can pass through the debug-exit device.
+pub const GUEST_STATUS_MAX: u8 = 119;
+
+/// Why the VM stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmExit {
+    /// The guest wrote a status to the debug-exit device.
+    GuestStatus(u8),
+    /// The guest reset or powered off (i8042 reset, KVM system event).
+    Reset,
+    /// The guest kernel panicked (detected on the console before the reset).
+    Panic,
+    /// Triple fault: the CPU shut down.
+    TripleFault,
+    /// KVM could not run the guest; the text says what KVM reported.
+    KvmRun(String),
+    /// A KVM ioctl failed while running.
+    KvmCall(String),
+    /// The VMM received a signal (SIGINT, SIGTERM, ...).
+    Signal(i32),
+}
+
+impl VmExit {
+    /// The process exit code for this ending (see the README's table).
+    pub fn code(&self) -> u8 {
+        match self {
+            VmExit::GuestStatus(s) => (*s).min(GUEST_STATUS_MAX),
+            VmExit::Reset => 0,
+            VmExit::Panic => EXIT_GUEST_PANIC,
+            VmExit::TripleFault => EXIT_TRIPLE_FAULT,
+            VmExit::KvmRun(_) => EXIT_KVM_RUN,
+            VmExit::KvmCall(_) => EXIT_KVM_UNAVAILABLE,
+            VmExit::Signal(n) => (128 + *n).clamp(0, 255) as u8,
+        }
+    }
+
+    /// A one-line description for stderr, or `None` for an ordinary ending.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            VmExit::GuestStatus(s) if *s > GUEST_STATUS_MAX => Some(format!(
+                "guest status {s} is above {GUEST_STATUS_MAX}; exiting with {GUEST_STATUS_MAX}"
+            )),
+            VmExit::GuestStatus(_) | VmExit::Reset => None,
+            VmExit::Panic => Some("guest kernel panic".into()),
+            VmExit::TripleFault => Some("guest triple fault (KVM_EXIT_SHUTDOWN)".into()),
+            VmExit::KvmRun(why) => Some(format!("KVM could not run the guest: {why}")),
+            VmExit::KvmCall(why) => Some(format!("KVM call failed: {why}")),
+            VmExit::Signal(n) => Some(format!("stopped by signal {n}")),
+        }
+    }
+}
+
+/// The one place a VM's ending is decided: the first reason wins, and the
+/// main loop is woken through an eventfd. vCPU threads and devices call
+/// `request`; nobody calls `process::exit` from a vCPU thread.
+#[derive(Debug)]
+pub struct ExitSignal {
+    reason: Mutex<Option<VmExit>>,
+    evt: EventFd,
+}
+
+impl ExitSignal {
+    /// A fresh signal with its eventfd.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(ExitSignal {
+            reason: Mutex::new(None),
+            evt: EventFd::new(EFD_NONBLOCK)?,
+        })
+    }
+
+    /// Records `why` unless a reason is already set, and wakes the main loop.
+    pub fn request(&self, why: VmExit) {
+        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if reason.is_none() {
+            *reason = Some(why);
+        }
+        // An eventfd write only fails if the counter would overflow, which
+        // cannot happen with one write per exit request.
+        let _ = self.evt.write(1);
+    }
+
+    /// The recorded reason, if any.
+    pub fn reason(&self) -> Option<VmExit> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The eventfd the main loop watches.
+    pub fn event(&self) -> &EventFd {
+        &self.evt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_documented_table() {
+        assert_eq!(VmExit::GuestStatus(0).code(), 0);
+        assert_eq!(VmExit::GuestStatus(42).code(), 42);
+        assert_eq!(VmExit::GuestStatus(200).code(), 119);
+        assert_eq!(VmExit::Reset.code(), 0);
+        assert_eq!(VmExit::Panic.code(), 120);
+        assert_eq!(VmExit::TripleFault.code(), 121);
+        assert_eq!(VmExit::KvmRun("x".into()).code(), 122);
+        assert_eq!(VmExit::KvmCall("x".into()).code(), 123);
+        assert_eq!(VmExit::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(VmExit::Signal(libc::SIGTERM).code(), 143);
+        assert!(VmExit::Reset.describe().is_none());
+        assert!(VmExit::GuestStatus(200).describe().unwrap().contains("119"));
+    }
+
+    #[test]
+    fn first_exit_request_wins_and_wakes_the_loop() {
+        let s = ExitSignal::new().unwrap();
+        assert_eq!(s.reason(), None);
+        s.request(VmExit::TripleFault);
+        s.request(VmExit::Reset);
+        assert_eq!(s.reason(), Some(VmExit::TripleFault));
+        assert_eq!(s.event().read().unwrap(), 2);
+    }
+}
