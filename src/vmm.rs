@@ -1,6 +1,6 @@
 //! The VMM: `Vmm::build` turns a `VmConfig` into a ready VM, `Vmm::run`
 //! runs it to its end. The build reads top to bottom:
-//! memory -> VM -> devices -> kernel -> boot structures -> vCPUs.
+//! memory -> kernel -> VM -> devices -> boot structures -> vCPUs.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -136,24 +136,7 @@ impl Vmm {
         let mem = GuestMemoryMmap::from_ranges(&boot::ram_ranges(config.memory))
             .map_err(|e| VmmError::Memory(config.memory >> 20, e.to_string()))?;
 
-        // 2. The VM: memory slots, irqchip, PIT.
-        let kvm = open_kvm()?;
-        let max = max_vcpus(&kvm);
-        if usize::from(config.vcpus) > max {
-            return Err(ConfigError::Vcpus(config.vcpus.into(), max as u64).into());
-        }
-        let vm = create_vm(&kvm, &mem)?;
-
-        // 3. Devices on the buses.
-        let exit = Arc::new(ExitSignal::new().map_err(device_err("the exit eventfd"))?);
-        let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
-        let output = GuestOutput::stdout().map_err(device_err("console output"))?;
-        let mut buses = IoBuses::default();
-        let console_input =
-            attach_legacy_devices(&vm, &mut buses, config, &exit, &boot_timer, &output)?;
-        let cmdline = full_cmdline(config);
-
-        // 4. Kernel and initrd into guest memory.
+        // 2. Kernel and initrd into guest memory: bad images fail before any KVM call.
         let kernel = load_kernel(&mem, &config.kernel)?;
         let initrd = match &config.initrd {
             Some(path) => {
@@ -165,6 +148,23 @@ impl Vmm {
             }
             None => None,
         };
+
+        // 3. The VM: memory slots, irqchip, PIT.
+        let kvm = open_kvm()?;
+        let max = max_vcpus(&kvm);
+        if usize::from(config.vcpus) > max {
+            return Err(ConfigError::Vcpus(config.vcpus.into(), max as u64).into());
+        }
+        let vm = create_vm(&kvm, &mem)?;
+
+        // 4. Devices on the buses.
+        let exit = Arc::new(ExitSignal::new().map_err(device_err("the exit eventfd"))?);
+        let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
+        let output = GuestOutput::stdout().map_err(device_err("console output"))?;
+        let mut buses = IoBuses::default();
+        let console_input =
+            attach_legacy_devices(&vm, &mut buses, config, &exit, &boot_timer, &output)?;
+        let cmdline = full_cmdline(config);
 
         // 5. Boot structures: zero page + command line, MP table, GDT, page tables.
         let image_name = kernel_name(&config.kernel);
