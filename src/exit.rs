@@ -5,6 +5,7 @@
 //! the README.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -78,6 +79,7 @@ impl VmExit {
 #[derive(Debug)]
 pub struct ExitSignal {
     reason: Mutex<Option<VmExit>>,
+    requested: AtomicBool,
     evt: EventFd,
 }
 
@@ -86,6 +88,7 @@ impl ExitSignal {
     pub fn new() -> std::io::Result<Self> {
         Ok(ExitSignal {
             reason: Mutex::new(None),
+            requested: AtomicBool::new(false),
             evt: EventFd::new(EFD_NONBLOCK)?,
         })
     }
@@ -96,6 +99,7 @@ impl ExitSignal {
         if reason.is_none() {
             *reason = Some(why);
         }
+        self.requested.store(true, Ordering::Release);
         // An eventfd write only fails if the counter would overflow, which
         // cannot happen with one write per exit request.
         let _ = self.evt.write(1);
@@ -107,6 +111,12 @@ impl ExitSignal {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether an ending was requested (cheap: vCPU loops poll it after
+    /// every exit so the guest stops as soon as its fate is decided).
+    pub fn requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
     }
 
     /// The eventfd the main loop watches.
@@ -139,9 +149,11 @@ mod tests {
     fn first_exit_request_wins_and_wakes_the_loop() {
         let s = ExitSignal::new().unwrap();
         assert_eq!(s.reason(), None);
+        assert!(!s.requested());
         s.request(VmExit::TripleFault);
         s.request(VmExit::Reset);
         assert_eq!(s.reason(), Some(VmExit::TripleFault));
+        assert!(s.requested());
         assert_eq!(s.event().read().unwrap(), 2);
     }
 }

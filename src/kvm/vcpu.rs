@@ -190,7 +190,9 @@ impl Vcpu {
         stop: &AtomicBool,
     ) -> ExitStats {
         let mut stats = ExitStats::default();
-        while !stop.load(Ordering::Acquire) {
+        // Stop when told to, or as soon as any device or vCPU has decided the
+        // VM's ending (e.g. a debug-exit write): the guest runs no further.
+        while !stop.load(Ordering::Acquire) && !exit.requested() {
             let entered = Instant::now();
             let result = self.fd.run();
             let left = Instant::now();

@@ -1,0 +1,178 @@
+//! Helpers shared by the integration tests: run the built binary with a
+//! timeout, check for /dev/kvm and the built Linux kernel, and wrap
+//! hand-assembled code in a minimal ELF the VMM can boot.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished run of the binary left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Path of the tinyvmm binary cargo built for these tests.
+pub fn tinyvmm() -> &'static str {
+    env!("CARGO_BIN_EXE_tinyvmm")
+}
+
+/// Runs tinyvmm with `args`, feeding `stdin`, killing it after `timeout`.
+pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let mut child = Command::new(tinyvmm())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tinyvmm");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tinyvmm {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = feeder.join();
+    Outcome {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out_t.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_t.join().unwrap()).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Whether /dev/kvm can be opened; prints why a test skips when not.
+pub fn kvm_available(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIP {test}: /dev/kvm is not usable here ({e})");
+            false
+        }
+    }
+}
+
+/// Directory of the built Linux guest (kernels/build.sh output).
+pub fn kernel_dir() -> PathBuf {
+    std::env::var_os("TINYVMM_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kernels"))
+}
+
+/// The built guest file `name`, or `None` (with the reason printed).
+pub fn guest_file(test: &str, name: &str) -> Option<PathBuf> {
+    let p = kernel_dir().join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIP {test}: {} is missing; build it with `bash kernels/build.sh`",
+            p.display()
+        );
+        None
+    }
+}
+
+/// A scratch file that is removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// A new file with `bytes` in the system temp dir.
+    pub fn with(tag: &str, bytes: &[u8]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("tinyvmm-test-{}-{n}-{tag}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        TempFile(path)
+    }
+
+    /// The path as a &str.
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A little randomness without a crate: the clock and an address.
+pub fn rand_u64() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let x = &t as *const u64 as u64;
+    (t ^ x.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Where hand-assembled code is loaded and entered.
+pub const CODE_ADDR: u64 = 0x10_0000;
+
+/// Wraps `code` in a minimal x86_64 ELF: one PT_LOAD at 1 MiB, entry at its
+/// first byte. This is all the VMM's ELF path needs.
+pub fn elf_with_code(code: &[u8]) -> Vec<u8> {
+    let mut elf = vec![0u8; 0x78];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // ELFCLASS64
+    elf[5] = 1; // little endian
+    elf[6] = 1; // version
+    elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    elf[20..24].copy_from_slice(&1u32.to_le_bytes());
+    elf[24..32].copy_from_slice(&CODE_ADDR.to_le_bytes()); // e_entry
+    elf[32..40].copy_from_slice(&0x40u64.to_le_bytes()); // e_phoff
+    elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = 0x40;
+    elf[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf[ph + 4..ph + 8].copy_from_slice(&7u32.to_le_bytes()); // RWX
+    elf[ph + 8..ph + 16].copy_from_slice(&0x78u64.to_le_bytes()); // p_offset
+    elf[ph + 16..ph + 24].copy_from_slice(&CODE_ADDR.to_le_bytes()); // p_vaddr
+    elf[ph + 24..ph + 32].copy_from_slice(&CODE_ADDR.to_le_bytes()); // p_paddr
+    let len = code.len() as u64;
+    elf[ph + 32..ph + 40].copy_from_slice(&len.to_le_bytes()); // p_filesz
+    elf[ph + 40..ph + 48].copy_from_slice(&len.to_le_bytes()); // p_memsz
+    elf.extend_from_slice(code);
+    elf
+}
