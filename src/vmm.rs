@@ -165,6 +165,7 @@ impl Vmm {
         let console_input =
             attach_legacy_devices(&vm, &mut buses, config, &exit, &boot_timer, &output)?;
         let cmdline = full_cmdline(config);
+        crate::config::validate_cmdline(&cmdline)?;
 
         // 5. Boot structures: zero page + command line, MP table, GDT, page tables.
         let image_name = kernel_name(&config.kernel);
@@ -389,7 +390,13 @@ fn attach_legacy_devices(
 
 /// The base command line plus what the devices need.
 fn full_cmdline(config: &VmConfig) -> String {
-    config.cmdline.trim().to_string()
+    let mut cmdline = config.cmdline.trim().to_string();
+    let template = cpuid::resolve_template(config.cpu_template);
+    if let Some(args) = cpuid::template_kernel_args(template) {
+        cmdline.push(' ');
+        cmdline.push_str(args);
+    }
+    cmdline
 }
 
 fn kernel_name(source: &KernelSource) -> String {

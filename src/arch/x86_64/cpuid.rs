@@ -77,6 +77,24 @@ pub const MINIMAL_HIDDEN: &[Feature] = &[
     f("amx_int8", 7, Some(0), Reg::Edx, 25),
 ];
 
+/// Kernel parameters that make a Linux guest drop the same features itself.
+///
+/// Needed because on a KVM whose instruction emulator runs guest kernel code
+/// (the `kvm_pvm` module), the guest's `cpuid` in kernel mode returns the
+/// host's values whatever `KVM_SET_CPUID2` says (measured: leaf 1 ECX showed
+/// XSAVE and POPCNT with both templates). `noxsave` covers XSAVE and all that
+/// depends on it; `clearcpuid=` takes Linux's X86_FEATURE_* bit numbers
+/// (arch/x86/include/asm/cpufeatures.h, word*32+bit): CX16 141, PCID 145,
+/// POPCNT 151, RDRAND 158, FSGSBASE 288, INVPCID 298, RDSEED 306, SMAP 308,
+/// RDPID 534. On ordinary KVM they repeat what CPUID already says.
+pub const MINIMAL_KERNEL_ARGS: &str =
+    "noxsave nopcid clearcpuid=141,145,151,158,288,298,306,308,534";
+
+/// The kernel parameters a template adds to the command line.
+pub fn template_kernel_args(template: CpuTemplate) -> Option<&'static str> {
+    (template == CpuTemplate::Minimal).then_some(MINIMAL_KERNEL_ARGS)
+}
+
 /// Leaf 1 ECX bit 31: "running under a hypervisor".
 const HYPERVISOR_BIT: u32 = 1 << 31;
 /// Leaf 1 EDX bit 28: more than one logical processor per package.
@@ -272,6 +290,33 @@ mod tests {
             assert_eq!((e[5].ecx >> 8) & 0xff, LEVEL_TYPE_CORE);
             assert!(1u32 << e[5].eax >= u32::from(count));
             assert_eq!((e[6].ecx >> 8) & 0xff, 0, "level 2 is the end marker");
+        }
+    }
+
+    #[test]
+    fn minimal_template_also_adds_kernel_args_for_each_hidden_linux_feature() {
+        assert_eq!(template_kernel_args(CpuTemplate::Host), None);
+        let args = template_kernel_args(CpuTemplate::Minimal).unwrap();
+        assert!(args.contains("noxsave"));
+        // X86_FEATURE_* = word * 32 + bit, for the leaf-1 ECX (word 4),
+        // leaf-7 EBX (word 9) and leaf-7 ECX (word 16) features we hide.
+        for (word, feat) in [
+            (4, "cx16"),
+            (4, "pcid"),
+            (4, "popcnt"),
+            (4, "rdrand"),
+            (9, "fsgsbase"),
+            (9, "invpcid"),
+            (9, "rdseed"),
+            (9, "smap"),
+            (16, "rdpid"),
+        ] {
+            let f = MINIMAL_HIDDEN.iter().find(|f| f.name == feat).unwrap();
+            let num = word * 32 + u32::from(f.bit);
+            assert!(
+                args.split(['=', ',', ' ']).any(|x| x == num.to_string()),
+                "{feat} = {num}"
+            );
         }
     }
 
