@@ -1,0 +1,94 @@
+//! Boots of the real Linux guest built by `kernels/build.sh`.
+//!
+//! Slow where guest kernel code is emulated (about 30-50 s per boot on our
+//! kvm_pvm machines, ~100 ms on hardware KVM), so they are few, quiet and
+//! have generous timeouts. They skip with a printed reason when /dev/kvm or
+//! the built kernel is missing, and run for real when both are there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{guest_file, kvm_available, run};
+
+/// Several minutes: a boot takes ~45 s here, and two may share the CPUs.
+const T: Duration = Duration::from_secs(600);
+const BASE: &str = "console=ttyS0 reboot=k panic=1 pci=off io_delay=none quiet";
+
+fn files(test: &str, kernel: &str) -> Option<(String, String)> {
+    if !kvm_available(test) {
+        return None;
+    }
+    let k = guest_file(test, kernel)?;
+    let i = guest_file(test, "initramfs.cpio")?;
+    Some((k.display().to_string(), i.display().to_string()))
+}
+
+#[test]
+fn vmlinux_boots_to_user_space_and_exits_0() {
+    let Some((kernel, initrd)) = files("vmlinux_boots_to_user_space_and_exits_0", "vmlinux") else {
+        return;
+    };
+    let out = run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--console",
+            "serial",
+            "--boot-timer",
+            "--stats",
+        ],
+        b"",
+        T,
+    );
+    eprintln!("vmlinux boot: {:?}\n{}", out.elapsed, out.stderr);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("boot marker: boot timer"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bzimage_boots_and_passes_the_workload_status_through() {
+    let test = "bzimage_boots_and_passes_the_workload_status_through";
+    let Some((kernel, initrd)) = files(test, "bzImage") else {
+        return;
+    };
+    let cmdline = format!("{BASE} tinyvmm.exit=7");
+    let out = run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--cmdline",
+            &cmdline,
+            "--console",
+            "serial",
+        ],
+        b"",
+        T,
+    );
+    eprintln!("bzImage boot: {:?}", out.elapsed);
+    assert_eq!(
+        out.code,
+        Some(7),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
+}
