@@ -11,6 +11,8 @@ pub mod config;
 pub mod devices;
 /// How a VM ends and the process exit code for each ending.
 pub mod exit;
+/// The VMM's own CPU time and resident memory, guest RAM apart.
+pub mod footprint;
 /// The VM and vCPU file descriptors and the vCPU run loop.
 pub mod kvm;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.
@@ -59,9 +61,15 @@ pub fn run_command(args: &cli::RunArgs, process_start: Instant) -> u8 {
             if config.stats {
                 eprint!("{}", report.stats.report());
                 eprintln!(
-                    "tinyvmm: build {:.3} ms, run {:.3} ms",
+                    "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
                     report.build_time.as_secs_f64() * 1e3,
-                    report.run_time.as_secs_f64() * 1e3
+                    report.run_time.as_secs_f64() * 1e3,
+                    report.cpu_to_first_run.as_secs_f64() * 1e3
+                );
+                eprintln!(
+                    "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
+                    report.resident.vmm as f64 / (1 << 20) as f64,
+                    report.resident.guest as f64 / (1 << 20) as f64
                 );
                 for m in &report.markers {
                     eprintln!("{}", m.report());

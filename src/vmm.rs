@@ -88,6 +88,10 @@ pub struct RunReport {
     pub build_time: Duration,
     /// Time from the start of `run` to the VM's end.
     pub run_time: Duration,
+    /// Process CPU time (user + system) just before the first `KVM_RUN`.
+    pub cpu_to_first_run: Duration,
+    /// Resident memory at the VM's end: guest RAM touched, and the VMM's own.
+    pub resident: crate::footprint::Resident,
 }
 
 /// The console device stdin feeds, and the event it fires when it has room again.
@@ -227,6 +231,7 @@ impl Vmm {
         };
 
         let stop = Arc::new(AtomicBool::new(false));
+        let cpu_to_first_run = crate::footprint::process_cpu_time();
         let mut threads = Vec::new();
         for vcpu in self.vcpus.drain(..) {
             let (buses, mem, exit, stop) = (
@@ -265,6 +270,7 @@ impl Vmm {
         }
         signals::set_exit_fd(-1);
         drop(terminal);
+        let resident = crate::footprint::resident(&self.guest_host_ranges());
 
         let output = self.output.finish(OUTPUT_DRAIN_TIMEOUT);
         let mut exit = self.exit.reason().unwrap_or(VmExit::Reset);
@@ -278,7 +284,21 @@ impl Vmm {
             markers: self.boot_timer.marks(),
             build_time: self.build_time,
             run_time: run_start.elapsed(),
+            cpu_to_first_run,
+            resident,
         })
+    }
+
+    /// Host virtual address ranges backing guest RAM.
+    fn guest_host_ranges(&self) -> Vec<(u64, u64)> {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        self.mem
+            .iter()
+            .filter_map(|r| {
+                let host = self.mem.get_host_address(r.start_addr()).ok()? as u64;
+                Some((host, host + r.len()))
+            })
+            .collect()
     }
 
     fn event_loop(&mut self) -> Result<(), event_manager::Error> {
