@@ -7,3 +7,4 @@ pub mod i8042;
 pub mod output;
 pub mod serial;
 pub mod stdin;
+pub mod virtio;

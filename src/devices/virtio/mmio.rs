@@ -1,0 +1,457 @@
+//! The virtio-mmio transport, version 2 ("modern"), virtio 1.2 section 4.2.
+//!
+//! The guest finds the device at a 4 KiB window named on its command line
+//! (`virtio_mmio.device=4K@0xd0000000:5`) and drives it through the
+//! registers below. Every register write is checked against the spec, since
+//! the driver may be hostile:
+//! - the status only moves ACKNOWLEDGE -> DRIVER -> FEATURES_OK -> DRIVER_OK,
+//!   one bit per write (3.1.1); writing 0 resets the device (2.4);
+//! - FEATURES_OK is refused if the driver accepted a feature we did not offer
+//!   or did not accept VIRTIO_F_VERSION_1 (2.2.2, 6.1);
+//! - queue registers are writable only after FEATURES_OK, before DRIVER_OK,
+//!   and while the selected queue is not ready (4.2.2.3); later writes are
+//!   ignored, so a live ring cannot be moved under the device;
+//! - QueueNum must be a non-zero power of two no larger than QueueNumMax
+//!   (2.7); a queue becomes ready only if its three rings are aligned
+//!   (2.7: 16, 2 and 4 bytes) and lie in guest RAM.
+//!
+//! Queue notifications normally never reach this code: KVM signals an
+//! ioeventfd for a write of a valid queue index to QueueNotify, and the main
+//! thread does the work. A write that does reach us (an invalid index, or no
+//! ioeventfd) is range-checked and turned into the same eventfd signal.
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::regs::{self, MAGIC_VALUE, MMIO_VERSION, VENDOR_TVMM};
+use super::{DeviceError, INT_CONFIG, INT_VRING, Queue, VIRTIO_F_VERSION_1, VirtioDevice, status};
+use crate::devices::bus::BusDevice;
+use virtio_queue::QueueT;
+
+/// The Queue* register values of one queue, as the driver wrote them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct QueueRegs {
+    num: u16,
+    desc: u64,
+    driver: u64,
+    device: u64,
+    ready: bool,
+}
+
+/// Counts of what the transport refused; a well-behaved driver leaves all 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Status writes out of order, or FEATURES_OK with bad features.
+    pub status: u64,
+    /// Writes to queue or feature registers at the wrong time or with bad values.
+    pub register: u64,
+    /// QueueReady = 1 refused: bad size, misaligned rings or rings outside RAM.
+    pub queue_ready: u64,
+    /// Accesses that were not 32-bit and aligned, or past the register file.
+    pub access: u64,
+}
+
+/// One virtio device behind its MMIO register window.
+pub struct MmioTransport<D: VirtioDevice> {
+    device: D,
+    mem: GuestMemoryMmap,
+    irq: EventFd,
+    notify: Vec<EventFd>,
+    activate: EventFd,
+    status: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    bad_feature_word: bool,
+    queue_sel: u32,
+    regs: Vec<QueueRegs>,
+    queues: Vec<Option<Queue>>,
+    interrupt_status: u32,
+    config_generation: u32,
+    ever_activated: bool,
+    refusals: Refusals,
+}
+
+impl<D: VirtioDevice> MmioTransport<D> {
+    /// Wraps `device`. `irq` is its interrupt (a KVM irqfd); `notify[n]` is
+    /// queue n's notification eventfd (a KVM ioeventfd); `activate` fires
+    /// when the driver sets DRIVER_OK. All three are watched by `events`.
+    pub fn new(
+        device: D,
+        mem: GuestMemoryMmap,
+        irq: EventFd,
+        notify: Vec<EventFd>,
+        activate: EventFd,
+    ) -> Self {
+        let n = device.queue_max_sizes().len();
+        let mut t = MmioTransport {
+            device,
+            mem,
+            irq,
+            notify,
+            activate,
+            status: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            bad_feature_word: false,
+            queue_sel: 0,
+            regs: vec![QueueRegs::default(); n],
+            queues: (0..n).map(|_| None).collect(),
+            interrupt_status: 0,
+            config_generation: 0,
+            ever_activated: false,
+            refusals: Refusals::default(),
+        };
+        t.reset();
+        t
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device, mutably (e.g. to give it input).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    /// The status register as the driver sees it.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// DRIVER_OK is set and the device has not failed: queues are processed.
+    pub fn is_live(&self) -> bool {
+        self.status & (status::DRIVER_OK | status::DEVICE_NEEDS_RESET | status::FAILED)
+            == status::DRIVER_OK
+    }
+
+    /// Whether the driver ever set DRIVER_OK since the VM started.
+    pub fn ever_activated(&self) -> bool {
+        self.ever_activated
+    }
+
+    /// What was refused so far.
+    pub fn refusals(&self) -> Refusals {
+        self.refusals
+    }
+
+    /// The virtqueues (for tests and statistics).
+    pub fn queues(&self) -> &[Option<Queue>] {
+        &self.queues
+    }
+
+    /// Runs the device's pending work if it is live, raises the interrupt
+    /// when buffers were used, and sets DEVICE_NEEDS_RESET on an error.
+    /// Called on the main thread for every notification or device event.
+    pub fn process(&mut self) {
+        if !self.is_live() {
+            return;
+        }
+        match self.device.process(&mut self.queues, &self.mem) {
+            Ok(0) => {}
+            Ok(used) => {
+                let wanted = (0..self.queues.len())
+                    .filter(|&i| used & (1 << i) != 0)
+                    .any(|i| self.wants_interrupt(i));
+                if wanted {
+                    self.raise(INT_VRING);
+                }
+            }
+            Err(e) => self.needs_reset(&e),
+        }
+    }
+
+    /// The device hit an error: DEVICE_NEEDS_RESET, and a configuration
+    /// change interrupt so the driver notices (2.1.2).
+    pub fn needs_reset(&mut self, why: &DeviceError) {
+        if self.status & status::DEVICE_NEEDS_RESET == 0 {
+            eprintln!(
+                "tinyvmm: virtio device {} needs a reset: {why}",
+                self.device.device_type()
+            );
+        }
+        self.status |= status::DEVICE_NEEDS_RESET;
+        if self.status & status::DRIVER_OK != 0 {
+            self.raise(INT_CONFIG);
+        }
+    }
+
+    /// The configuration space changed (e.g. the terminal was resized).
+    pub fn config_changed(&mut self) {
+        self.config_generation = self.config_generation.wrapping_add(1);
+        if self.is_live() {
+            self.raise(INT_CONFIG);
+        }
+    }
+
+    fn raise(&mut self, why: u32) {
+        self.interrupt_status |= why;
+        // Fails only if the counter would overflow; the line is pending anyway.
+        let _ = self.irq.write(1);
+    }
+
+    /// The driver may suppress used-buffer interrupts with the available
+    /// ring's VRING_AVAIL_F_NO_INTERRUPT flag (2.7.7; no EVENT_IDX here).
+    fn wants_interrupt(&self, index: usize) -> bool {
+        let Some(q) = &self.queues[index] else {
+            return false;
+        };
+        let flags: u16 = self.mem.read_obj(GuestAddress(q.avail_ring())).unwrap_or(0);
+        u16::from_le(flags) & virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT as u16 == 0
+    }
+
+    /// Device reset (writing 0 to Status, 2.4): back to the power-on state.
+    fn reset(&mut self) {
+        self.device.reset();
+        self.status = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.driver_features = 0;
+        self.bad_feature_word = false;
+        self.queue_sel = 0;
+        self.interrupt_status = 0;
+        for (r, &max) in self.regs.iter_mut().zip(self.device.queue_max_sizes()) {
+            *r = QueueRegs {
+                num: max,
+                ..Default::default()
+            };
+        }
+        self.queues.iter_mut().for_each(|q| *q = None);
+    }
+
+    fn read_reg(&self, offset: u64) -> u32 {
+        let features = self.device.features();
+        match offset {
+            regs::MAGIC => MAGIC_VALUE,
+            regs::VERSION => MMIO_VERSION,
+            regs::DEVICE_ID => self.device.device_type(),
+            regs::VENDOR_ID => VENDOR_TVMM,
+            regs::DEVICE_FEATURES => match self.device_features_sel {
+                0 => features as u32,
+                1 => (features >> 32) as u32,
+                _ => 0,
+            },
+            regs::QUEUE_NUM_MAX => self
+                .selected()
+                .map_or(0, |i| u32::from(self.device.queue_max_sizes()[i])),
+            regs::QUEUE_READY => self.selected().map_or(0, |i| u32::from(self.regs[i].ready)),
+            regs::INTERRUPT_STATUS => self.interrupt_status,
+            regs::STATUS => self.status,
+            // No shared memory regions: a length of all-ones (4.2.2).
+            regs::SHM_LEN_LOW | regs::SHM_LEN_HIGH => u32::MAX,
+            regs::CONFIG_GENERATION => self.config_generation,
+            _ => 0,
+        }
+    }
+
+    fn write_reg(&mut self, offset: u64, value: u32) {
+        match offset {
+            regs::DEVICE_FEATURES_SEL => self.device_features_sel = value,
+            regs::DRIVER_FEATURES_SEL => self.driver_features_sel = value,
+            regs::DRIVER_FEATURES => self.write_driver_features(value),
+            regs::QUEUE_SEL => self.queue_sel = value,
+            regs::QUEUE_NUM
+            | regs::QUEUE_READY
+            | regs::QUEUE_DESC_LOW
+            | regs::QUEUE_DESC_HIGH
+            | regs::QUEUE_DRIVER_LOW
+            | regs::QUEUE_DRIVER_HIGH
+            | regs::QUEUE_DEVICE_LOW
+            | regs::QUEUE_DEVICE_HIGH => self.write_queue_reg(offset, value),
+            regs::QUEUE_NOTIFY => match self.notify.get(value as usize) {
+                Some(evt) => {
+                    let _ = evt.write(1);
+                }
+                None => self.refusals.register += 1,
+            },
+            regs::INTERRUPT_ACK => self.interrupt_status &= !value,
+            regs::STATUS => self.write_status(value),
+            regs::SHM_SEL => {}
+            _ => self.refusals.access += 1,
+        }
+    }
+
+    /// The selected queue, if QueueSel names one (QueueSel is range-checked
+    /// here, on every use).
+    fn selected(&self) -> Option<usize> {
+        let i = self.queue_sel as usize;
+        (i < self.regs.len()).then_some(i)
+    }
+
+    /// DriverFeatures is writable between DRIVER and FEATURES_OK (3.1.1 step 4).
+    fn write_driver_features(&mut self, value: u32) {
+        if self.status != status::ACKNOWLEDGE | status::DRIVER {
+            self.refusals.register += 1;
+            return;
+        }
+        match self.driver_features_sel {
+            0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
+            1 => {
+                self.driver_features =
+                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+            }
+            // No feature above bit 63 is offered: accepting one is an error
+            // that FEATURES_OK will refuse.
+            _ => self.bad_feature_word |= value != 0,
+        }
+    }
+
+    /// Queue registers: only after FEATURES_OK, before DRIVER_OK, on a
+    /// queue that exists and is not ready (4.2.2.3, 3.1.1 step 7).
+    fn write_queue_reg(&mut self, offset: u64, value: u32) {
+        let setting_up = self.status & !status::DEVICE_NEEDS_RESET
+            == status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
+        let Some(i) = self.selected().filter(|_| setting_up) else {
+            self.refusals.register += 1;
+            return;
+        };
+        if offset == regs::QUEUE_READY {
+            return self.write_queue_ready(i, value);
+        }
+        let r = &mut self.regs[i];
+        if r.ready {
+            self.refusals.register += 1;
+            return;
+        }
+        let low = |old: u64| (old & !0xffff_ffff) | u64::from(value);
+        let high = |old: u64| (old & 0xffff_ffff) | (u64::from(value) << 32);
+        match offset {
+            regs::QUEUE_NUM => {
+                let max = self.device.queue_max_sizes()[i];
+                match u16::try_from(value) {
+                    Ok(n) if n.is_power_of_two() && n <= max => r.num = n,
+                    _ => self.refusals.register += 1,
+                }
+            }
+            regs::QUEUE_DESC_LOW => r.desc = low(r.desc),
+            regs::QUEUE_DESC_HIGH => r.desc = high(r.desc),
+            regs::QUEUE_DRIVER_LOW => r.driver = low(r.driver),
+            regs::QUEUE_DRIVER_HIGH => r.driver = high(r.driver),
+            regs::QUEUE_DEVICE_LOW => r.device = low(r.device),
+            regs::QUEUE_DEVICE_HIGH => r.device = high(r.device),
+            _ => {}
+        }
+    }
+
+    /// QueueReady = 1 builds the virtqueue if its layout is valid; 0 takes
+    /// it down again (still only before DRIVER_OK).
+    fn write_queue_ready(&mut self, i: usize, value: u32) {
+        if value == 0 {
+            self.regs[i].ready = false;
+            self.queues[i] = None;
+            return;
+        }
+        if self.regs[i].ready {
+            return;
+        }
+        match self.build_queue(i) {
+            Some(q) => {
+                self.regs[i].ready = true;
+                self.queues[i] = Some(q);
+            }
+            None => self.refusals.queue_ready += 1,
+        }
+    }
+
+    /// A virtqueue from the registers, or `None` if the size is not a power
+    /// of two within QueueNumMax, a ring is misaligned (2.7: descriptor
+    /// table 16, available ring 2, used ring 4 bytes) or a ring is not
+    /// entirely in guest RAM.
+    fn build_queue(&self, i: usize) -> Option<Queue> {
+        let r = self.regs[i];
+        let mut q = Queue::new(self.device.queue_max_sizes()[i]).ok()?;
+        q.try_set_size(r.num).ok()?;
+        q.try_set_desc_table_address(GuestAddress(r.desc)).ok()?;
+        q.try_set_avail_ring_address(GuestAddress(r.driver)).ok()?;
+        q.try_set_used_ring_address(GuestAddress(r.device)).ok()?;
+        // virtio-queue treats an available ring at 0 as "never configured".
+        if r.driver == 0 {
+            return None;
+        }
+        q.set_ready(true);
+        q.is_valid(&self.mem).then_some(q)
+    }
+
+    /// The status state machine (2.1, 3.1.1).
+    fn write_status(&mut self, value: u32) {
+        if value == 0 {
+            return self.reset();
+        }
+        // DEVICE_NEEDS_RESET is the device's bit: the driver cannot set or
+        // clear it, but may write it back along with its own bits.
+        let old = self.status & !status::DEVICE_NEEDS_RESET;
+        let new = value & !status::DEVICE_NEEDS_RESET;
+        if new & status::FAILED != 0 {
+            // The driver gave up: accepted at any time; the device goes idle.
+            self.status |= status::FAILED;
+            return;
+        }
+        if new == old {
+            return;
+        }
+        let expected = match old {
+            0 => status::ACKNOWLEDGE,
+            s if s == status::ACKNOWLEDGE => status::DRIVER,
+            s if s == status::ACKNOWLEDGE | status::DRIVER => status::FEATURES_OK,
+            s if s == status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK => {
+                status::DRIVER_OK
+            }
+            _ => 0,
+        };
+        if expected == 0 || new != old | expected {
+            self.refusals.status += 1;
+            return;
+        }
+        if expected == status::FEATURES_OK && !self.features_acceptable() {
+            // Not setting the bit is how a device says no (2.2.2): the
+            // driver reads Status back and finds FEATURES_OK clear.
+            self.refusals.status += 1;
+            return;
+        }
+        self.status |= expected;
+        if expected == status::DRIVER_OK {
+            self.ever_activated = true;
+            self.device.activate(self.driver_features);
+            let _ = self.activate.write(1);
+        }
+    }
+
+    fn features_acceptable(&self) -> bool {
+        let offered = self.device.features();
+        !self.bad_feature_word
+            && self.driver_features & !offered == 0
+            && self.driver_features & VIRTIO_F_VERSION_1 != 0
+    }
+}
+
+impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= regs::CONFIG {
+            return self.device.read_config(offset - regs::CONFIG, data);
+        }
+        // 4.2.2.2: the driver MUST use 32-bit wide, aligned accesses here.
+        if data.len() == 4 && offset % 4 == 0 {
+            data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
+        } else {
+            self.refusals.access += 1;
+            data.fill(0);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= regs::CONFIG {
+            return self.device.write_config(offset - regs::CONFIG, data);
+        }
+        match <[u8; 4]>::try_from(data) {
+            Ok(word) if offset % 4 == 0 => self.write_reg(offset, u32::from_le_bytes(word)),
+            _ => self.refusals.access += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "mmio_tests.rs"]
+mod tests;
