@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// Print VM-exit counts by reason and address, and VMM time, at exit.
     #[arg(long)]
     pub stats: bool,
+    /// Boot the same VM N times in this process, one after another, printing
+    /// each boot's times and the process's open fds, threads and RSS.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 impl RunArgs {

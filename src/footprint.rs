@@ -57,6 +57,49 @@ pub fn split_resident(smaps: &str, guest_ranges: &[(u64, u64)]) -> Resident {
     res
 }
 
+/// Process-wide counts that reveal leaks across repeated boots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Open file descriptors.
+    pub fds: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Resident set size in bytes.
+    pub rss: u64,
+}
+
+impl std::fmt::Display for Census {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fds {}, threads {}, rss {:.2} MiB",
+            self.fds,
+            self.threads,
+            self.rss as f64 / f64::from(1 << 20)
+        )
+    }
+}
+
+/// Open fds, threads and RSS of this process now.
+pub fn census() -> Census {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Census {
+        fds: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        threads: field("Threads:") as usize,
+        rss: field("VmRSS:") * 1024,
+    }
+}
+
 /// This process's resident memory, split around guest RAM.
 pub fn resident(guest_ranges: &[(u64, u64)]) -> Resident {
     std::fs::read_to_string("/proc/self/smaps")
@@ -101,5 +144,7 @@ Rss:                  16 kB
         }
         std::hint::black_box(x);
         assert!(process_cpu_time() > t0);
+        let c = census();
+        assert!(c.fds >= 3 && c.threads >= 1 && c.rss > 0, "{c}");
     }
 }

@@ -38,48 +38,71 @@ pub fn run_command(args: &cli::RunArgs, process_start: Instant) -> u8 {
             return exit::EXIT_BAD_CONFIG;
         }
     };
-    let report = vmm::Vmm::build(&config, process_start).and_then(vmm::Vmm::run);
-    match report {
-        Ok(report) => {
-            if let Some(msg) = report.exit.describe() {
-                eprintln!("tinyvmm: {msg}");
+    let mut code = 0;
+    for boot in 1..=args.repeat {
+        let started = Instant::now();
+        let report = match vmm::Vmm::build(&config, process_start).and_then(vmm::Vmm::run) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("tinyvmm: {e}");
+                return e.exit_code();
             }
-            let out = report.output;
-            if out.dropped_full > 0 || out.discarded > 0 {
-                eprintln!(
-                    "tinyvmm: guest console output: {} bytes written, {} dropped (stdout too slow for the 8250), {} discarded{}",
-                    out.written,
-                    out.dropped_full,
-                    out.discarded,
-                    if out.stdout_closed {
-                        " (stdout closed)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if config.stats {
-                eprint!("{}", report.stats.report());
-                eprintln!(
-                    "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
-                    report.build_time.as_secs_f64() * 1e3,
-                    report.run_time.as_secs_f64() * 1e3,
-                    report.cpu_to_first_run.as_secs_f64() * 1e3
-                );
-                eprintln!(
-                    "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
-                    report.resident.vmm as f64 / (1 << 20) as f64,
-                    report.resident.guest as f64 / (1 << 20) as f64
-                );
-                for m in &report.markers {
-                    eprintln!("{}", m.report());
-                }
-            }
-            report.exit.code()
+        };
+        print_report(&config, &report);
+        code = report.exit.code();
+        if args.repeat > 1 {
+            let marker = report.markers.first().map_or(String::new(), |m| {
+                format!(", marker {:.3} ms", m.since_build_start.as_secs_f64() * 1e3)
+            });
+            eprintln!(
+                "tinyvmm: boot {boot}/{}: exit {code}, {:.3} ms (build {:.3} ms{marker}); {}",
+                args.repeat,
+                started.elapsed().as_secs_f64() * 1e3,
+                report.build_time.as_secs_f64() * 1e3,
+                footprint::census()
+            );
         }
-        Err(e) => {
-            eprintln!("tinyvmm: {e}");
-            e.exit_code()
+        if matches!(report.exit, exit::VmExit::Signal(_)) {
+            break;
+        }
+    }
+    code
+}
+
+/// What `run` says on stderr about one finished VM.
+fn print_report(config: &config::VmConfig, report: &vmm::RunReport) {
+    if let Some(msg) = report.exit.describe() {
+        eprintln!("tinyvmm: {msg}");
+    }
+    let out = report.output;
+    if out.dropped_full > 0 || out.discarded > 0 {
+        eprintln!(
+            "tinyvmm: guest console output: {} bytes written, {} dropped (stdout too slow for the 8250), {} discarded{}",
+            out.written,
+            out.dropped_full,
+            out.discarded,
+            if out.stdout_closed {
+                " (stdout closed)"
+            } else {
+                ""
+            }
+        );
+    }
+    if config.stats {
+        eprint!("{}", report.stats.report());
+        eprintln!(
+            "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
+            report.build_time.as_secs_f64() * 1e3,
+            report.run_time.as_secs_f64() * 1e3,
+            report.cpu_to_first_run.as_secs_f64() * 1e3
+        );
+        eprintln!(
+            "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
+            report.resident.vmm as f64 / (1 << 20) as f64,
+            report.resident.guest as f64 / (1 << 20) as f64
+        );
+        for m in &report.markers {
+            eprintln!("{}", m.report());
         }
     }
 }
