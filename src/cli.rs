@@ -42,7 +42,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
     /// Replace the base kernel command line. Default:
-    /// "console=ttyS0 reboot=k panic=1 pci=off io_delay=none quiet".
+    /// "console=hvc0 reboot=k panic=1 pci=off io_delay=none quiet"
+    /// (console=ttyS0 with --console serial).
     /// Device entries (virtio_mmio.device=...) are always appended.
     #[arg(long, value_name = "STRING")]
     pub cmdline: Option<String>,
@@ -52,8 +53,9 @@ pub struct RunArgs {
     /// Number of vCPUs.
     #[arg(long, default_value = "1", value_name = "N")]
     pub vcpus: u64,
-    /// Which device carries the guest console on stdin/stdout.
-    #[arg(long, value_enum, default_value = "serial")]
+    /// Which device carries the guest console on stdin/stdout: the virtio
+    /// console (hvc0), the 8250 (ttyS0), or neither.
+    #[arg(long, value_enum, default_value = "virtio")]
     pub console: ConsoleKind,
     /// The 8250 serial port (early boot and panic messages even when the
     /// console is elsewhere).
@@ -134,12 +136,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_boot_the_tiny_guest_on_serial() {
+    fn defaults_boot_the_tiny_guest_on_the_virtio_console() {
         let c = run_config(&[]).unwrap();
         assert_eq!(c.kernel, KernelSource::Embedded);
         assert_eq!(c.memory, 128 << 20);
         assert_eq!(c.vcpus, 1);
-        assert!(c.cmdline.starts_with("console=ttyS0 "));
+        assert!(c.cmdline.starts_with("console=hvc0 "));
+        assert_eq!(c.console, ConsoleKind::Virtio);
         assert!(c.cmdline.contains("reboot=k"));
         assert!(c.serial);
     }

@@ -46,7 +46,9 @@ pub enum ConfigError {
 pub enum ConsoleKind {
     /// The 8250 UART at 0x3f8 (`console=ttyS0`); one VM exit per byte.
     Serial,
-    /// A virtio console (`console=hvc0`).
+    /// A virtio console (`console=hvc0`), the default: one VM exit per
+    /// buffer rather than per byte. Needs CONFIG_VIRTIO_CONSOLE and
+    /// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES in the guest kernel.
     Virtio,
     /// No console on stdio.
     None,
@@ -108,7 +110,7 @@ impl Default for VmConfig {
             cmdline: DEFAULT_CMDLINE.to_string(),
             memory: DEFAULT_MEMORY,
             vcpus: 1,
-            console: ConsoleKind::Serial,
+            console: ConsoleKind::Virtio,
             serial: true,
             cpu_template: CpuTemplate::Auto,
             boot_timer: false,

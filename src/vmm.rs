@@ -25,6 +25,9 @@ use crate::devices::i8042::I8042;
 use crate::devices::output::{GuestOutput, OutputStats};
 use crate::devices::serial::SerialDevice;
 use crate::devices::stdin::{ConsoleInput, StdinForwarder, StdinSource};
+use crate::devices::virtio::console::{self as virtio_console, Console, ConsoleStats};
+use crate::devices::virtio::manager::VirtioManager;
+use crate::devices::virtio::mmio::MmioTransport;
 use crate::exit::{self, ExitSignal, VmExit};
 use crate::kvm::vcpu::{IoBuses, Vcpu, VcpuSetup, base_cpuid};
 use crate::kvm::vm::{KvmError, create_vm, kvm_err, max_vcpus, open_kvm};
@@ -92,6 +95,8 @@ pub struct RunReport {
     pub cpu_to_first_run: Duration,
     /// Resident memory at the VM's end: guest RAM touched, and the VMM's own.
     pub resident: crate::footprint::Resident,
+    /// The virtio console's counters, when it was attached.
+    pub virtio_console: Option<ConsoleStats>,
 }
 
 /// The console device stdin feeds, and the event it fires when it has room again.
@@ -110,6 +115,8 @@ pub struct Vmm {
     exit: Arc<ExitSignal>,
     output: GuestOutput,
     console_input: Option<InputTarget>,
+    virtio: VirtioManager,
+    virtio_console: Option<Arc<Mutex<MmioTransport<Console>>>>,
     boot_timer: Arc<BootTimer>,
     cmdline: String,
     build_time: Duration,
@@ -166,9 +173,18 @@ impl Vmm {
         let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
         let output = GuestOutput::stdout().map_err(device_err("console output"))?;
         let mut buses = IoBuses::default();
-        let console_input =
+        let serial_input =
             attach_legacy_devices(&vm, &mut buses, config, &exit, &boot_timer, &output)?;
-        let cmdline = full_cmdline(config);
+        let mut virtio = VirtioManager::default();
+        let (virtio_console, console_input) = match config.console {
+            ConsoleKind::Virtio => {
+                let (console, input) =
+                    attach_virtio_console(&vm, &mut buses, &mem, &output, &mut virtio)?;
+                (Some(console), Some(input))
+            }
+            ConsoleKind::Serial | ConsoleKind::None => (None, serial_input),
+        };
+        let cmdline = full_cmdline(config, virtio.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;
 
         // 5. Boot structures: zero page + command line, MP table, GDT, page tables.
@@ -205,6 +221,8 @@ impl Vmm {
             exit,
             output,
             console_input,
+            virtio,
+            virtio_console,
             boot_timer,
             cmdline,
             build_time: build_start.elapsed(),
@@ -286,7 +304,41 @@ impl Vmm {
             run_time: run_start.elapsed(),
             cpu_to_first_run,
             resident,
+            virtio_console: self
+                .virtio_console
+                .as_ref()
+                .map(|c| lock(c).device().stats()),
         })
+    }
+
+    /// A guest whose kernel lacks the virtio console driver prints nothing
+    /// on hvc0 (and nothing on ttyS0, which is not its console). Once it
+    /// has reached user space (boot marker), or after a delay longer than
+    /// a normal boot, without starting the device and without any output,
+    /// say so with the fix. Returns whether the check is settled.
+    fn check_console_started(&self, since: Instant) -> bool {
+        let Some(console) = &self.virtio_console else {
+            return true;
+        };
+        if lock(console).ever_activated() || self.output.stats().written > 0 {
+            return true;
+        }
+        let delay = console_start_delay();
+        let user_space = !self.boot_timer.marks().is_empty();
+        if !user_space && since.elapsed() < delay {
+            return false;
+        }
+        let when = if user_space {
+            "by the time it reached user space".to_string()
+        } else {
+            format!("within {} s", delay.as_secs())
+        };
+        eprintln!(
+            "tinyvmm: warning: the guest has printed nothing and has not started the virtio console (hvc0) {when}; \
+             its kernel may lack CONFIG_VIRTIO_MMIO, CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES or CONFIG_VIRTIO_CONSOLE. \
+             Use --console serial for a console on the 8250 (ttyS0)."
+        );
+        true
     }
 
     /// Host virtual address ranges backing guest RAM.
@@ -312,8 +364,16 @@ impl Vmm {
                 Err(e) => eprintln!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
             }
         }
+        for subscriber in self.virtio.take_subscribers() {
+            manager.add_subscriber(subscriber);
+        }
+        let loop_start = Instant::now();
+        let mut console_checked = self.virtio_console.is_none();
         while self.exit.reason().is_none() {
             manager.run_with_timeout(100)?;
+            if !console_checked {
+                console_checked = self.check_console_started(loop_start);
+            }
             if let Some(sig) = signals::pending() {
                 self.exit.request(VmExit::Signal(sig));
             }
@@ -332,6 +392,21 @@ impl MutEventSubscriber for ExitWatcher {
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
         let _ = self.0.event().read();
     }
+}
+
+/// How long a Linux guest may take to start its virtio console: a few
+/// seconds on hardware KVM; about 30 s pass before user space where KVM
+/// emulates guest kernel mode (`kvm_pvm`, see the README).
+fn console_start_delay() -> Duration {
+    if Path::new(cpuid::KVM_PVM_MODULE).exists() {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(5)
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn shared<D: BusDevice + 'static>(dev: D) -> Arc<Mutex<D>> {
@@ -408,9 +483,39 @@ fn attach_legacy_devices(
     Ok(input)
 }
 
+/// The virtio console on stdio, in its own MMIO window with its own GSI;
+/// stdin feeds it. With stdin a terminal, its size is offered (F_SIZE).
+fn attach_virtio_console(
+    vm: &VmFd,
+    buses: &mut IoBuses,
+    mem: &GuestMemoryMmap,
+    output: &GuestOutput,
+    virtio: &mut VirtioManager,
+) -> Result<(Arc<Mutex<MmioTransport<Console>>>, InputTarget), VmmError> {
+    let err = device_err("the virtio console");
+    let console = Console::new(output.handle(), virtio_console::terminal_size()).map_err(err)?;
+    let clone = |fd: &EventFd| fd.try_clone().map_err(device_err("the virtio console"));
+    let drained = clone(console.input_drained())?;
+    // Besides its queues, the console works when stdout has room again
+    // (held output) and when it stopped on its budget.
+    let events = vec![
+        clone(output.handle().space_event())?,
+        clone(console.resume_event())?,
+    ];
+    let transport = virtio
+        .attach(vm, &mut buses.mmio, mem, console, events)
+        .map_err(device_err("the virtio console"))?;
+    let input: Arc<Mutex<dyn ConsoleInput>> = transport.clone();
+    Ok((transport, (input, drained)))
+}
+
 /// The base command line plus what the devices need.
-fn full_cmdline(config: &VmConfig) -> String {
+fn full_cmdline(config: &VmConfig, virtio: &[String]) -> String {
     let mut cmdline = config.cmdline.trim().to_string();
+    for entry in virtio {
+        cmdline.push(' ');
+        cmdline.push_str(entry);
+    }
     let template = cpuid::resolve_template(config.cpu_template);
     if let Some(args) = cpuid::template_kernel_args(template) {
         cmdline.push(' ');

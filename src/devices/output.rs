@@ -48,6 +48,8 @@ struct State {
     panic_match: usize,
     stop: bool,
     busy: bool,
+    /// Bytes taken by the writer and not yet accepted by stdout.
+    in_flight: usize,
 }
 
 impl State {
@@ -109,6 +111,7 @@ impl GuestOutput {
                 panic_match: 0,
                 stop: false,
                 busy: false,
+                in_flight: 0,
             }),
             wake: Condvar::new(),
             drained: Condvar::new(),
@@ -153,8 +156,11 @@ impl GuestOutput {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let left_over = st.buf.len() as u64;
+        // What stdout has not accepted by now is discarded: the buffer and
+        // the rest of a chunk a stalled write(2) still holds.
+        let left_over = (st.buf.len() + st.in_flight) as u64;
         st.stats.discarded += left_over;
+        st.in_flight = 0;
         st.buf.clear();
         st.stop = true;
         let stats = st.stats;
@@ -248,19 +254,35 @@ fn write_loop(shared: &Shared, mut sink: Box<dyn Write + Send>) {
             chunk.clear();
             chunk.extend(st.buf.drain(..n));
             st.busy = true;
+            st.in_flight = n;
         }
-        let result = sink.write_all(&chunk).and_then(|_| sink.flush());
-        let mut st = shared.lock();
-        match result {
-            Ok(()) => st.stats.written += chunk.len() as u64,
-            Err(_) => {
-                // EPIPE or any other write error: stdout is gone for good.
-                st.stats.stdout_closed = true;
-                st.stats.discarded += (chunk.len() + st.buf.len()) as u64;
-                st.buf.clear();
+        // Count each write(2) as it completes, so the figures add up to
+        // every byte at any moment, even if a write blocks forever.
+        let mut off = 0;
+        while off < chunk.len() {
+            let result = sink.write(&chunk[off..]).and_then(|n| match n {
+                0 => Err(io::ErrorKind::WriteZero.into()),
+                n => Ok(n),
+            });
+            let mut st = shared.lock();
+            match result {
+                Ok(n) => {
+                    off += n;
+                    st.stats.written += n as u64;
+                    st.in_flight = st.in_flight.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // EPIPE or any other write error: stdout is gone for good.
+                    st.stats.stdout_closed = true;
+                    st.stats.discarded += (st.in_flight + st.buf.len()) as u64;
+                    st.in_flight = 0;
+                    st.buf.clear();
+                    break;
+                }
             }
         }
-        drop(st);
+        let _ = sink.flush();
         let _ = shared.space.write(1);
     }
 }
