@@ -101,6 +101,9 @@ pub struct RunReport {
 
 /// The console device stdin feeds, and the event it fires when it has room again.
 type InputTarget = (Arc<Mutex<dyn ConsoleInput>>, EventFd);
+/// The virtio console behind its transport, shared by the MMIO bus (vCPUs)
+/// and the event loop.
+type VirtioConsole = Arc<Mutex<MmioTransport<Console>>>;
 
 /// A built VM, ready to run.
 pub struct Vmm {
@@ -116,7 +119,7 @@ pub struct Vmm {
     output: GuestOutput,
     console_input: Option<InputTarget>,
     virtio: VirtioManager,
-    virtio_console: Option<Arc<Mutex<MmioTransport<Console>>>>,
+    virtio_console: Option<VirtioConsole>,
     boot_timer: Arc<BootTimer>,
     cmdline: String,
     build_time: Duration,
@@ -491,7 +494,7 @@ fn attach_virtio_console(
     mem: &GuestMemoryMmap,
     output: &GuestOutput,
     virtio: &mut VirtioManager,
-) -> Result<(Arc<Mutex<MmioTransport<Console>>>, InputTarget), VmmError> {
+) -> Result<(VirtioConsole, InputTarget), VmmError> {
     let err = device_err("the virtio console");
     let console = Console::new(output.handle(), virtio_console::terminal_size()).map_err(err)?;
     let clone = |fd: &EventFd| fd.try_clone().map_err(device_err("the virtio console"));

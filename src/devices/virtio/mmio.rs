@@ -133,6 +133,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
         self.ever_activated
     }
 
+    /// The features the driver accepted (final once FEATURES_OK is set).
+    pub fn driver_features(&self) -> u64 {
+        self.driver_features
+    }
+
     /// What was refused so far.
     pub fn refusals(&self) -> Refusals {
         self.refusals
