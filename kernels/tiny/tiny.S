@@ -2,17 +2,18 @@
  * tiny.S - the tinyvmm tiny guest kernel: one file, x86_64, GNU assembler
  * (AT&T syntax, as in Linux's arch/x86 and in `objdump -d`).
  *
- * build.rs assembles it (`gcc -c`, which runs the C preprocessor on a .S
- * file, hence the C-style comments) and links it with kernels/tiny/tiny.ld
- * into a static ELF. The VMM boots that ELF exactly like a Linux vmlinux:
- * linux-loader copies each PT_LOAD segment to its physical address and the
- * vCPU starts at the ELF entry point, `_start`, already in 64-bit mode.
+ * build.rs assembles it and its virtio console driver, virtio.S (`gcc -c`,
+ * which runs the C preprocessor on a .S file, hence the C-style comments),
+ * and links both with kernels/tiny/tiny.ld into a static ELF. The VMM boots
+ * that ELF exactly like a Linux vmlinux: linux-loader copies each PT_LOAD
+ * segment to its physical address and the vCPU starts at the ELF entry
+ * point, `_start`, already in 64-bit mode.
  *
  * What it does, in order (the numbers are the steps of issue 4):
  *   0. take over the CPU: own stack, page tables, GDT+TSS, IDT, syscall MSRs
  *   1. read the kernel command line from boot_params and parse tiny.* options
  *   2. print a greeting on the 8250 serial port
- *   3. (later) drive the virtio console found on the command line
+ *   3. drive the virtio console found on the command line (virtio.S)
  *   4. write the boot marker
  *   5. drop to user mode (CPL 3) and run a payload that makes system calls
  *   6. the exit system call hands the payload's status to the VMM
@@ -22,9 +23,12 @@
  *   tiny.loop=N    burn N loop iterations in user mode before exiting
  *   tiny.touch=M   write one byte per 4 KiB page to M MiB of RAM from user
  *                  mode, starting at 4 MiB (checked against the e820 map)
- *   tiny.flood=B   write B bytes of a known pattern to the console
+ *   tiny.flood=B   write B bytes of a known pattern to the console: byte i
+ *                  is "ABC...XYZabc...xyz0123456789-\n"[i % 64]
  *   tiny.fault     triple-fault on purpose (the VMM reports code 121)
- *   tiny.quiet     no greeting and no exit line
+ *   tiny.quiet     no greeting, no exit line, no virtio success line
+ * and, from the VMM, one entry per virtio-mmio device (see virtio.S):
+ *   virtio_mmio.device=<size>@<base>:<irq>   e.g. 4K@0xd0000000:5
  *
  * Exit statuses the guest itself chooses (through the debug-exit port):
  *   tiny.exit=N  N, normally 0
@@ -39,14 +43,16 @@
  *   0x0010_0000 - ...          this kernel: .text .rodata .data .bss
  *                              (must end below 2 MiB)        (supervisor)
  *   0x0020_0000 - ...          user payload: .user.text .user.data .user.bss
- *                              (must end below 4 MiB)        (user)
+ *                              (1 MiB flood buffer; must end
+ *                              below 4 MiB)                  (user)
  *   0x0040_0000 - RAM end      tiny.touch region             (user)
  *   0xc000_0000 - 0xffff_ffff  MMIO gap: boot marker 0xc000_0000, debug-exit
  *                              0xc000_1000, virtio-mmio from 0xd000_0000
  *                              (supervisor, uncached)
  *
  * Costs worth knowing: every port or MMIO access is a VM exit (the VMM runs
- * and comes back), so the serial port costs one exit per byte. On hosts
+ * and comes back), so the serial port costs one exit per byte, the virtio
+ * console one exit per write system call (up to 1 MiB here). On hosts
  * whose KVM emulates guest kernel mode (see shared/HOST.md: about 1 us per
  * instruction) kernel code should be short; this kernel runs a few thousand
  * instructions in all and does every heavy loop in user mode.
@@ -72,6 +78,8 @@
 
 /* Devices the VMM emulates. */
         .equ COM1_THR,          0x3f8   /* 8250 transmit holding register [8250] */
+        .equ COM1_LSR,          0x3fd   /* 8250 line status register [8250] */
+        .equ NO_DEVICE,         0xff    /* what a read of an unclaimed port returns */
         .equ POST_PORT,         0x80    /* debug/POST port: boot markers */
         .equ POST_KERNEL_START, 0x40    /* value meaning "kernel started" */
         .equ POST_USER_START,   0x41    /* value meaning "user space reached" */
@@ -129,6 +137,7 @@
         .equ USER_END,          0xc0000000 /* user mappings stop at the MMIO gap */
         .equ MIB,               0x100000
         .equ PAGE_4K,           0x1000
+        .equ FLOOD_BUF_SIZE,    0x100000   /* the payload's flood buffer, 1 MiB */
 
 /* System call numbers: the same as Linux's [SYSTBL]. */
         .equ SYS_WRITE,         1
@@ -148,6 +157,10 @@
         .equ ASCII_SPACE,       0x20
         .equ ASCII_0,           0x30
         .equ ASCII_EQUALS,      0x3d
+
+/* Shared with the virtio console driver, virtio.S (linked with this file). */
+        .globl  puts, print_word, print_hex, print_dec, serial_write
+        .globl  match_prefix, at_word_end, last_byte, opt_quiet
 
 /* Print a NUL-terminated string from .rodata. Clobbers rax, rdx, rsi. */
         .macro KPUTS label
@@ -305,6 +318,18 @@ _start:
         xor     %edx, %edx
         wrmsr
 
+        /* Is there a serial port at all? A read of a port no device claims
+         * returns all ones (nothing drives the bus; VMMs answer 0xff too),
+         * and no working 8250 has every line-status bit set. Without a
+         * UART (tinyvmm --serial off) our messages are skipped instead of
+         * costing a VM exit per byte for nothing. One exit to find out. */
+        mov     $COM1_LSR, %dx
+        in      %dx, %al
+        cmp     $NO_DEVICE, %al
+        jne     1f
+        movb    $1, serial_absent(%rip)
+1:
+
 /* ====================================================================== */
 /* Step 1: read the command line.                                         */
 /* ====================================================================== */
@@ -394,17 +419,16 @@ touch_too_big:
 touch_ok:
 
 /* ====================================================================== */
-/* Step 3 (later): the virtio console.                                    */
+/* Step 3: the virtio console (the driver is kernels/tiny/virtio.S).      */
 /* ====================================================================== */
         /* The VMM appends `virtio_mmio.device=4K@0xd0000000:5` for each
-         * virtio-mmio device. The driver will: parse those entries in
-         * parse_cmdline; check MagicValue/Version/DeviceID (3 = console)
-         * [VIRTIO 4.2.2]; reset, ACKNOWLEDGE, DRIVER, negotiate
-         * VIRTIO_F_VERSION_1, FEATURES_OK, set up transmit queue 1 (a split
-         * virtqueue in our .bss [VIRTIO 2.7]), DRIVER_OK [VIRTIO 3.1.1];
-         * then console_write puts each buffer in one descriptor, notifies
-         * and polls the used ring [VIRTIO 5.3]. Until then console_write is
-         * the serial port. */
+         * virtio-mmio device, and parse_cmdline has handed those entries
+         * to the driver. Probe them; the first virtio console that comes up
+         * carries the payload's output from now on (console_write). Our own
+         * messages, like the greeting above and the exit line, stay on the
+         * serial port: it needs no set-up, so it works even when virtio
+         * does not. Without a usable device nothing changes. */
+        call    virtio_init
 
 /* ====================================================================== */
 /* Step 4: the boot marker.                                               */
@@ -657,8 +681,9 @@ unexpected_exception:
 /* ====================================================================== */
 /*
  * parse_cmdline(rsi = NUL-terminated command line). Space-separated words;
- * words starting with "tiny." are looked up in `options`, others (the
- * VMM's console=..., virtio_mmio.device=...) are skipped.
+ * words starting with "tiny." are looked up in `options`; the VMM's
+ * virtio_mmio.device=... entries go to the virtio driver (virtio.S); others
+ * (console=..., Linux options) are skipped.
  * Registers: rsi = cursor, r12 = start of the current word, rbx = option.
  */
 parse_cmdline:
@@ -675,7 +700,7 @@ next_word:
         lea     str_tiny_prefix(%rip), %rdi
         call    match_prefix
         test    %eax, %eax
-        jz      skip_word                       /* not ours */
+        jz      other_word                      /* not a tiny.* option */
         mov     %rsi, %r13                      /* just after "tiny." */
         lea     options(%rip), %rbx
 2:      mov     (%rbx), %rdi                    /* option name */
@@ -712,6 +737,11 @@ parse_number:
 5:      mov     8(%rbx), %rdi
         mov     %rax, (%rdi)
         jmp     next_word
+
+/* Not ours, but it may describe a virtio device; virtio.S decides. */
+other_word:
+        call    virtio_parse_word
+        jmp     skip_word
 
 unknown_option:
         KPUTS   msg_unknown
@@ -771,14 +801,24 @@ match_prefix:
  * port 0x3f8) is sent. Real hardware wants the driver to wait for LSR
  * (port 0x3fd) bit 5, "THR empty", and to program the baud rate first;
  * the VMM's emulated UART sends immediately and needs neither, so we skip
- * both and save a VM exit per byte. [8250]
+ * both and save a VM exit per byte. [8250] Without a UART at all (see
+ * serial_absent in _start) every serial routine returns at once.
  */
 
-/* console_write(rsi = buffer, rcx = length). Clobbers rax, rcx, rdx, rsi.
- * The one place that will choose between virtio and serial (step 3). */
+/* console_write(rsi = buffer, rcx = length): the payload's output, from
+ * the write system call. The one place that chooses between virtio and
+ * serial: the virtio console once virtio_init found one (virtio.S), else the
+ * serial port. Clobbers rax, rcx, rdx, rsi, rdi. */
 console_write:
         test    %rcx, %rcx
         jz      2f
+        cmpq    $0, virtio_base(%rip)
+        jne     virtio_write                    /* returns to our caller */
+/* serial_write(rsi = buffer, rcx = length > 0): the 8250. Clobbers rax,
+ * rcx, rdx, rsi. */
+serial_write:
+        cmpb    $0, serial_absent(%rip)
+        jne     2f
         mov     $COM1_THR, %dx
 1:      lodsb
         out     %al, %dx                        /* one VM exit per byte */
@@ -789,6 +829,8 @@ console_write:
 
 /* puts(rsi = NUL-terminated string). Clobbers rax, rdx, rsi. */
 puts:
+        cmpb    $0, serial_absent(%rip)
+        jne     2f
         mov     $COM1_THR, %dx
 1:      lodsb
         test    %al, %al
@@ -801,6 +843,8 @@ puts:
 /* print_word(rsi): print up to the next space or NUL. Clobbers rax, rdx,
  * rsi. */
 print_word:
+        cmpb    $0, serial_absent(%rip)
+        jne     2f
         mov     $COM1_THR, %dx
 1:      call    at_word_end
         je      2f
@@ -812,6 +856,8 @@ print_word:
 /* newline_if_needed: start a new line unless the last byte printed ended
  * one (a tiny.flood may stop mid-line). Clobbers rax, rdx. */
 newline_if_needed:
+        cmpb    $0, serial_absent(%rip)
+        jne     1f
         cmpb    $ASCII_NL, last_byte(%rip)
         je      1f
         mov     $ASCII_NL, %al
@@ -820,8 +866,8 @@ newline_if_needed:
         out     %al, %dx
 1:      ret
 
-/* print_dec / print_hex(rax): print an unsigned number, hex with "0x".
- * Clobbers rax, rcx, rdx, rsi, rdi. */
+/* print_dec / print_hex(rax): print an unsigned number on the serial port,
+ * hex with "0x". Clobbers rax, rcx, rdx, rsi, rdi. */
 print_hex:
         push    %rax
         KPUTS   msg_0x
@@ -843,7 +889,7 @@ print_uint:
         mov     %rdi, %rsi
         lea     numbuf_end(%rip), %rcx
         sub     %rdi, %rcx
-        jmp     console_write
+        jmp     serial_write
 
 /* ---------------------------------------------------------------------- */
 /* Kernel read-only data                                                  */
@@ -1007,6 +1053,7 @@ user_rsp_scratch:       .quad 0         /* syscall_entry: user RSP while switchi
 cpu_claimed:            .byte 0         /* set by the first CPU in _start */
 opt_fault:              .byte 0         /* tiny.fault */
 opt_quiet:              .byte 0         /* tiny.quiet */
+serial_absent:          .byte 0         /* no 8250: skip serial output */
 last_byte:              .byte ASCII_NL  /* last byte sent to the console */
 numbuf:                 .fill 24, 1, 0  /* print_uint builds digits here */
 numbuf_end:
@@ -1062,23 +1109,44 @@ user_entry:
         jnz     3b
 4:
 
-        /* tiny.flood=B: write B bytes of the pattern, at most 4 KiB per
-         * call. The buffer is 64 copies of one 64-byte line, so byte i of
-         * the output is always flood_line[i % 64]. */
+        /* tiny.flood=B: write B bytes of the pattern. First fill flood_buf
+         * (1 MiB) with copies of the 64-byte flood_line, 8 bytes at a time
+         * (user mode: native speed), only as far as B needs; then write
+         * from it, up to 1 MiB per call, so 1 GiB takes 1024 system calls
+         * (kernel code, which is what costs on an emulating host). Every
+         * write starts at the buffer start and all but the last are a
+         * whole number of lines long, so byte i of the output is
+         * flood_line[i % 64]. (Our kernel writes all or nothing: no short
+         * writes to resume.) */
         mov     user_flood_bytes(%rip), %rbx
-5:      test    %rbx, %rbx
+        test    %rbx, %rbx
         jz      6f
-        mov     $flood_buf_end - flood_buf, %edx
+        mov     $FLOOD_BUF_SIZE, %ecx
+        cmp     %rcx, %rbx
+        cmovb   %rbx, %rcx                      /* rcx = min(B, 1 MiB) */
+        add     $7, %rcx
+        shr     $3, %rcx                        /* in quadwords */
+        lea     flood_buf(%rip), %rdi
+        lea     flood_line(%rip), %rsi
+        xor     %edx, %edx                      /* offset in the line */
+7:      mov     (%rsi, %rdx), %rax
+        mov     %rax, (%rdi)
+        add     $8, %rdi
+        add     $8, %edx
+        and     $63, %edx
+        dec     %rcx
+        jnz     7b
+5:      mov     $FLOOD_BUF_SIZE, %edx
         cmp     %rdx, %rbx
-        cmovb   %rbx, %rdx                      /* rdx = min(left, 4096) */
+        cmovb   %rbx, %rdx                      /* rdx = min(left, 1 MiB) */
         mov     $SYS_WRITE, %eax
         mov     $1, %edi
         lea     flood_buf(%rip), %rsi
         syscall
-        test    %rax, %rax
-        jle     write_failed
+        cmp     %rdx, %rax
+        jne     write_failed
         sub     %rax, %rbx
-        jmp     5b
+        jnz     5b
 6:
 
         /* exit(tiny.exit): does not return. */
@@ -1106,17 +1174,21 @@ ok_line:
 ok_line_end:
 
         .balign 64
-flood_buf:
-        .rept   64
+flood_line:
         .ascii  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-\n"
-        .endr
-flood_buf_end:
+flood_line_end:
+        .if flood_line_end - flood_line != 64
+        .error "flood_line must be 64 bytes"
+        .endif
 
         .section .user.bss, "aw", @nobits
         .balign 16
 user_stack:
         .skip   4096
 user_stack_top:
+        .balign PAGE_4K
+flood_buf:                              /* tiny.flood: filled by the payload */
+        .skip   FLOOD_BUF_SIZE
 
 /* No executable stack wanted (and no warning from ld about it). */
         .section .note.GNU-stack, "", @progbits
