@@ -5,8 +5,12 @@
 pub mod arch;
 /// The command line (clap derive).
 pub mod cli;
+/// `tinyvmm compare`: the same workload on VMs and containers, measured side by side.
+pub mod compare;
 /// `VmConfig`: what to boot, as plain data, and its validation.
 pub mod config;
+/// The container side of comparisons: OCI bundle, crun and runc.
+pub mod container;
 /// Emulated devices and the PIO/MMIO buses.
 pub mod devices;
 /// How a VM ends and the process exit code for each ending.
@@ -15,6 +19,10 @@ pub mod exit;
 pub mod footprint;
 /// The VM and vCPU file descriptors and the vCPU run loop.
 pub mod kvm;
+/// Timing and footprint probes shared by `compare` and the benches.
+pub mod measure;
+/// The seccomp sandbox: per-thread system-call filters.
+pub mod seccomp;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.
 pub mod signals;
 /// VM-exit counters for `--stats`.
@@ -38,6 +46,14 @@ pub fn run_command(args: &cli::RunArgs, process_start: Instant) -> u8 {
             return exit::EXIT_BAD_CONFIG;
         }
     };
+    if config.sandbox == seccomp::Sandbox::Off {
+        eprintln!(
+            "tinyvmm: WARNING: --no-seccomp: running WITHOUT the seccomp sandbox; debugging only"
+        );
+    } else if let Err(e) = seccomp::install_vmm_filter() {
+        eprintln!("tinyvmm: {e}");
+        return exit::EXIT_KVM_UNAVAILABLE;
+    }
     let mut code = 0;
     for boot in 1..=args.repeat {
         let started = Instant::now();

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => tinyvmm::run_command(&args, process_start),
+        Command::Compare(args) => tinyvmm::compare::run(&args),
     };
     ExitCode::from(code)
 }

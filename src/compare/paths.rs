@@ -1,0 +1,454 @@
+//! The five ways `tinyvmm compare` runs the workload, and how to launch
+//! each. A path that cannot run here is `Err(reason)`, and that reason
+//! goes into the report.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::MARKER;
+use crate::container::{Bundle, Runtime, RuntimeKind, bundle};
+use crate::measure::LaunchSpec;
+
+/// One way to run the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathId {
+    /// tinyvmm booting its own tiny guest (the lower bound of a VM).
+    TinyvmmTiny,
+    /// tinyvmm booting the Linux kernel and busybox initramfs.
+    TinyvmmLinux,
+    /// QEMU `-M microvm` booting the same kernel and initramfs.
+    QemuLinux,
+    /// crun running the same rootfs as an OCI container.
+    Crun,
+    /// runc running the same rootfs as an OCI container.
+    Runc,
+}
+
+impl PathId {
+    /// Every path, in report order.
+    pub const ALL: [PathId; 5] = [
+        PathId::TinyvmmTiny,
+        PathId::TinyvmmLinux,
+        PathId::QemuLinux,
+        PathId::Crun,
+        PathId::Runc,
+    ];
+
+    /// The column heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            PathId::TinyvmmTiny => "tinyvmm + tiny guest",
+            PathId::TinyvmmLinux => "tinyvmm + Linux",
+            PathId::QemuLinux => "QEMU microvm + Linux",
+            PathId::Crun => "crun",
+            PathId::Runc => "runc",
+        }
+    }
+
+    /// Whether this path boots a Linux guest (slow where guest kernel mode
+    /// is emulated).
+    pub fn is_linux(self) -> bool {
+        matches!(self, PathId::TinyvmmLinux | PathId::QemuLinux)
+    }
+
+    /// Whether this path is a virtual machine.
+    pub fn is_vm(self) -> bool {
+        !matches!(self, PathId::Crun | PathId::Runc)
+    }
+}
+
+/// What the workload does, in each path's own option syntax.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// User-mode loop iterations.
+    pub loop_iters: u64,
+    /// MiB of memory to make resident.
+    pub touch_mib: u64,
+    /// Exit status.
+    pub exit: u8,
+}
+
+impl Workload {
+    /// Tiny-guest command-line options.
+    pub fn tiny_cmdline(&self) -> String {
+        format!(
+            "tiny.quiet tiny.loop={} tiny.touch={} tiny.exit={}",
+            self.loop_iters, self.touch_mib, self.exit
+        )
+    }
+
+    /// Options the Linux guest's /init passes on to the workload.
+    pub fn linux_cmdline(&self) -> String {
+        format!(
+            "tinyvmm.loop={} tinyvmm.touch={} tinyvmm.exit={}",
+            self.loop_iters, self.touch_mib, self.exit
+        )
+    }
+
+    /// The container's process arguments.
+    pub fn container_args(&self) -> Vec<String> {
+        [
+            bundle::WORKLOAD,
+            "--loop",
+            &self.loop_iters.to_string(),
+            "--touch",
+            &self.touch_mib.to_string(),
+            "--exit",
+            &self.exit.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+/// Boot options that get Linux 6.1 past the instructions an emulated guest
+/// kernel mode cannot run (shared/HOST.md), for both VMMs alike: on such
+/// hosts CPUID filtering alone did not stop the kernel's `xrstor`.
+pub const PVM_LINUX_OPTIONS: &str =
+    "noxsave clearcpuid=popcnt,cx16,smap,fsgsbase,rdrand,rdseed,invpcid,pcid,rdpid,avx,avx2,pku";
+
+/// CPU features QEMU hides on such hosts (the same list as tinyvmm's
+/// `minimal` CPUID template; `arch-capabilities`: the host refuses MSR 0x10a).
+pub const PVM_QEMU_CPU: &str = "host,-arch-capabilities,-cx16,-xsave,-popcnt,-smap,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-rdpid,-avx,-avx2,-pku";
+
+/// Everything the paths share.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The tinyvmm executable to launch.
+    pub tinyvmm: PathBuf,
+    /// kernels/build.sh's output directory.
+    pub kernels: PathBuf,
+    /// Guest memory, bytes, and as given on the command line.
+    pub memory: (u64, String),
+    /// The workload.
+    pub workload: Workload,
+    /// Whether the host's KVM emulates guest kernel mode (kvm_pvm loaded).
+    pub pvm: bool,
+    /// Where bundles are written.
+    pub scratch: PathBuf,
+    /// Timeout of one Linux boot.
+    pub linux_timeout: Duration,
+}
+
+impl Context {
+    fn linux_cmdline(&self) -> String {
+        let mut c = format!("console=ttyS0 {}", crate::config::DEFAULT_CMDLINE);
+        if self.pvm {
+            c = format!("{c} {PVM_LINUX_OPTIONS}");
+        }
+        format!("{c} {}", self.workload.linux_cmdline())
+    }
+
+    fn linux_images(&self) -> Result<(PathBuf, PathBuf), String> {
+        let k = self.kernels.join("vmlinux");
+        let i = self.kernels.join("initramfs.cpio");
+        for f in [&k, &i] {
+            if !f.is_file() {
+                return Err(format!("{} missing (run kernels/build.sh)", f.display()));
+            }
+        }
+        Ok((k, i))
+    }
+}
+
+/// How a ready path is launched.
+#[derive(Clone, Debug)]
+pub enum Launcher {
+    /// A VMM: one process, guest RAM of `memory` bytes.
+    Vmm {
+        /// Executable.
+        program: PathBuf,
+        /// Arguments.
+        args: Vec<String>,
+        /// Timeout.
+        timeout: Duration,
+    },
+    /// A container runtime with its bundle.
+    Container(Runtime, Bundle),
+}
+
+/// A path ready to run.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Which path.
+    pub id: PathId,
+    /// How to launch it.
+    pub launcher: Launcher,
+    /// Guest RAM size (VMs).
+    pub guest_memory: Option<u64>,
+    /// The launcher executable (VMM or runtime) and its size.
+    pub binary: (PathBuf, u64),
+    /// Bytes of guest/container image on disk, and what they are.
+    pub image: (u64, String),
+}
+
+impl Prepared {
+    /// The launch of run number `n` (container IDs must be unique).
+    pub fn spec(&self, n: usize, trace: bool) -> LaunchSpec {
+        match &self.launcher {
+            Launcher::Vmm {
+                program,
+                args,
+                timeout,
+            } => LaunchSpec {
+                program: program.clone(),
+                args: args.clone(),
+                marker: MARKER.into(),
+                guest_memory: self.guest_memory,
+                pre_exec: None,
+                trace,
+                trace_threads: false,
+                timeout: *timeout,
+            },
+            Launcher::Container(rt, b) => rt.launch_spec(b, &self.container_id(n), trace),
+        }
+    }
+
+    /// Removes what run `n` may have left behind (a container's state).
+    pub fn cleanup(&self, n: usize) {
+        if let Launcher::Container(rt, _) = &self.launcher {
+            rt.cleanup(&self.container_id(n));
+        }
+    }
+
+    fn container_id(&self, n: usize) -> String {
+        format!("tinyvmm-cmp-{}-{:?}-{n}", std::process::id(), self.id).to_lowercase()
+    }
+
+    /// The command line of a run, for the report.
+    pub fn command_line(&self) -> String {
+        let s = self.spec(0, false);
+        let mut words = vec![s.program.display().to_string()];
+        words.extend(s.args.iter().map(|a| {
+            if a.contains(' ') {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        }));
+        words.join(" ")
+    }
+}
+
+fn file_size(p: &Path) -> u64 {
+    fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Bytes in a directory tree (regular files and symlinks, not following links).
+pub fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            _ => fs::symlink_metadata(e.path()).map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// Gets path `id` ready, or says why it cannot run here.
+pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
+    let kvm = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .map(drop)
+            .map_err(|e| format!("/dev/kvm: {e}"))
+    };
+    let vmm = |program: PathBuf, args: Vec<String>, timeout, image| Prepared {
+        id,
+        binary: (program.clone(), file_size(&program)),
+        launcher: Launcher::Vmm {
+            program,
+            args,
+            timeout,
+        },
+        guest_memory: Some(ctx.memory.0),
+        image,
+    };
+    let mem = ctx.memory.1.clone();
+    match id {
+        PathId::TinyvmmTiny | PathId::TinyvmmLinux => {
+            kvm()?;
+            if !ctx.tinyvmm.is_file() {
+                return Err(format!("{} missing", ctx.tinyvmm.display()));
+            }
+            let mut args: Vec<String> = ["run", "--memory", &mem, "--boot-timer", "--stats"]
+                .map(String::from)
+                .to_vec();
+            if id == PathId::TinyvmmTiny {
+                args.extend(["--cmdline".into(), ctx.workload.tiny_cmdline()]);
+                let image = (
+                    crate::tiny_guest::ELF.len() as u64,
+                    "tiny guest ELF (embedded in tinyvmm)".into(),
+                );
+                return Ok(vmm(
+                    ctx.tinyvmm.clone(),
+                    args,
+                    Duration::from_secs(30),
+                    image,
+                ));
+            }
+            let (k, i) = ctx.linux_images()?;
+            let image = (
+                file_size(&k) + file_size(&i),
+                "vmlinux + initramfs.cpio".into(),
+            );
+            args.extend(
+                [
+                    "--kernel",
+                    &k.to_string_lossy(),
+                    "--initrd",
+                    &i.to_string_lossy(),
+                ]
+                .map(String::from),
+            );
+            args.extend(["--cmdline".into(), ctx.linux_cmdline()]);
+            Ok(vmm(ctx.tinyvmm.clone(), args, ctx.linux_timeout, image))
+        }
+        PathId::QemuLinux => {
+            let qemu = crate::container::runtime::which("qemu-system-x86_64").ok_or(
+                "qemu-system-x86_64 not found in PATH (install the Debian package qemu-system-x86)",
+            )?;
+            kvm()?;
+            let (k, i) = ctx.linux_images()?;
+            let image = (
+                file_size(&k) + file_size(&i),
+                "vmlinux + initramfs.cpio".into(),
+            );
+            let cpu = if ctx.pvm { PVM_QEMU_CPU } else { "host" };
+            let mut args: Vec<String> = [
+                "-M",
+                "microvm",
+                "-enable-kvm",
+                "-cpu",
+                cpu,
+                "-m",
+                &mem,
+                "-smp",
+                "1",
+                "-nodefaults",
+                "-no-user-config",
+                "-nographic",
+                "-no-reboot",
+                "-serial",
+                "stdio",
+                "-device",
+                "i8042",
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(
+                [
+                    "-kernel",
+                    &k.to_string_lossy(),
+                    "-initrd",
+                    &i.to_string_lossy(),
+                ]
+                .map(String::from),
+            );
+            args.extend(["-append".into(), ctx.linux_cmdline()]);
+            Ok(vmm(qemu, args, ctx.linux_timeout, image))
+        }
+        PathId::Crun | PathId::Runc => {
+            let kind = if id == PathId::Crun {
+                RuntimeKind::Crun
+            } else {
+                RuntimeKind::Runc
+            };
+            let rt = Runtime::find(kind).map_err(|e| e.to_string())?;
+            let dir = ctx.scratch.join(format!("bundle-{}", kind.name()));
+            let b = Bundle::write(
+                &dir,
+                &ctx.kernels.join("rootfs"),
+                &ctx.workload.container_args(),
+            )
+            .map_err(|e| e.to_string())?;
+            let image = (
+                tree_size(&b.rootfs) + file_size(&dir.join("config.json")),
+                "rootfs/ + config.json".into(),
+            );
+            Ok(Prepared {
+                id,
+                binary: (rt.path.clone(), file_size(&rt.path)),
+                launcher: Launcher::Container(rt, b),
+                guest_memory: None,
+                image,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_options_match_each_guest() {
+        let w = Workload {
+            loop_iters: 5,
+            touch_mib: 2,
+            exit: 3,
+        };
+        assert_eq!(
+            w.tiny_cmdline(),
+            "tiny.quiet tiny.loop=5 tiny.touch=2 tiny.exit=3"
+        );
+        assert_eq!(
+            w.linux_cmdline(),
+            "tinyvmm.loop=5 tinyvmm.touch=2 tinyvmm.exit=3"
+        );
+        assert_eq!(
+            w.container_args(),
+            [
+                "/bin/tinyvmm-workload",
+                "--loop",
+                "5",
+                "--touch",
+                "2",
+                "--exit",
+                "3"
+            ]
+        );
+    }
+
+    #[test]
+    fn linux_paths_and_vm_paths_are_told_apart() {
+        let linux: Vec<_> = PathId::ALL.into_iter().filter(|p| p.is_linux()).collect();
+        assert_eq!(linux, [PathId::TinyvmmLinux, PathId::QemuLinux]);
+        assert!(PathId::TinyvmmTiny.is_vm() && !PathId::Runc.is_vm());
+    }
+
+    #[test]
+    fn missing_kernel_is_a_reason_not_a_failure() {
+        let ctx = Context {
+            tinyvmm: "/nonexistent/tinyvmm".into(),
+            kernels: "/nonexistent/kernels".into(),
+            memory: (128 << 20, "128M".into()),
+            workload: Workload::default(),
+            pvm: true,
+            scratch: std::env::temp_dir(),
+            linux_timeout: Duration::from_secs(1),
+        };
+        assert!(ctx.linux_cmdline().contains("noxsave"));
+        let e = ctx.linux_images().unwrap_err();
+        assert!(e.contains("vmlinux missing"), "{e}");
+    }
+
+    #[test]
+    fn tree_size_counts_files() {
+        let d = std::env::temp_dir().join(format!("tinyvmm-tree-{}", std::process::id()));
+        fs::create_dir_all(d.join("a")).unwrap();
+        fs::write(d.join("a/f"), [0u8; 100]).unwrap();
+        fs::write(d.join("g"), [0u8; 20]).unwrap();
+        assert_eq!(tree_size(&d), 120);
+        fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,400 @@
+//! Launching a process the way every comparison path is measured: spawn,
+//! watch its stdout for the marker line, wait for its exit, optionally
+//! trace it (see `trace`) to read its memory figures as it exits.
+//!
+//! Times are taken with the monotonic clock (`Instant`), from just before
+//! the spawn. "Marker" is when our reader saw the marker line on the
+//! process's stdout (a pipe); "exit" is when the process's exit was seen:
+//! its exit stop when traced, its reaping otherwise.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::trace::{self, ProcRecord, WaitEvent};
+
+/// How much of stdout/stderr a record keeps (the end, for error messages).
+const TAIL_BYTES: usize = 2048;
+
+/// One process to launch.
+#[derive(Clone, Debug)]
+pub struct LaunchSpec {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The stdout line (substring) that marks "the workload runs".
+    pub marker: String,
+    /// Guest RAM size, for a VMM: its mapping of that size is guest memory.
+    pub guest_memory: Option<u64>,
+    /// Run in the child between fork and exec (before tracing starts).
+    pub pre_exec: Option<fn() -> io::Result<()>>,
+    /// Trace the process tree to read memory figures at each exit.
+    pub trace: bool,
+    /// Trace every thread too (needed to follow a Go program's forks).
+    pub trace_threads: bool,
+    /// Kill the process after this long.
+    pub timeout: Duration,
+}
+
+/// How a launched process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Ending {
+    /// Exited with this status.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+    /// Killed by us after the timeout.
+    TimedOut,
+}
+
+/// What one launch measured.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// Spawn to marker line, if the marker was seen.
+    pub marker: Option<Duration>,
+    /// Spawn to exit.
+    pub exit: Duration,
+    /// How it ended.
+    pub ending: Ending,
+    /// Every traced process, as it exited (empty when not traced).
+    pub processes: Vec<ProcRecord>,
+    /// The launched process's peak RSS from wait4's rusage, KiB.
+    pub root_maxrss_kib: Option<u64>,
+    /// The end of its stdout.
+    pub stdout_tail: String,
+    /// The end of its stderr.
+    pub stderr_tail: String,
+}
+
+/// Per-instance state while the launches run.
+struct Live {
+    pid: i32,
+    start: Instant,
+    exit: Option<Instant>,
+    ending: Option<Ending>,
+    maxrss: Option<u64>,
+    options_set: bool,
+    processes: HashMap<i32, ProcRecord>,
+    marker: mpsc::Receiver<Instant>,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+}
+
+/// A traced descendant: which instance it belongs to, and whether its
+/// first (auto-attach SIGSTOP) stop has been seen.
+struct Tracee {
+    instance: Option<usize>,
+    first_stop_seen: bool,
+}
+
+/// Launches one process and measures it.
+pub fn launch(spec: &LaunchSpec) -> io::Result<RunRecord> {
+    Ok(launch_all(std::slice::from_ref(spec))?.remove(0))
+}
+
+/// Launches all `specs` at once (as fast as they can be spawned one after
+/// the other) and measures each. Waits with `__WNOTHREAD`, so children of
+/// other threads of this process are left alone; this thread must not have
+/// other children meanwhile.
+pub fn launch_all(specs: &[LaunchSpec]) -> io::Result<Vec<RunRecord>> {
+    let mut live = Vec::with_capacity(specs.len());
+    for spec in specs {
+        live.push(spawn(spec)?);
+    }
+    let killed = watchdog(specs, &live);
+    wait_all(specs, &mut live);
+    killed.0.store(true, Ordering::SeqCst);
+    let timed_out = killed.1.load(Ordering::SeqCst);
+    Ok(live.into_iter().map(|l| collect(l, timed_out)).collect())
+}
+
+fn spawn(spec: &LaunchSpec) -> io::Result<Live> {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let hook = spec.pre_exec;
+    let traced = spec.trace;
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes system calls (the hook's contract, and PTRACE_TRACEME); it
+    // allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(h) = hook {
+                h()?;
+            }
+            if traced {
+                trace::trace_me()?;
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", spec.program.display())))?;
+    let (marker_tx, marker) = mpsc::channel();
+    let (out_tx, out) = mpsc::channel();
+    let (err_tx, err) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let want = spec.marker.clone();
+    thread::spawn(move || read_stdout(stdout, &want, marker_tx, out_tx));
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = BufReader::new(stderr).read_to_end(&mut buf);
+        let _ = err_tx.send(tail(&buf));
+    });
+    Ok(Live {
+        pid: child.id() as i32,
+        start,
+        exit: None,
+        ending: None,
+        maxrss: None,
+        options_set: !traced,
+        processes: HashMap::new(),
+        marker,
+        out,
+        err,
+    })
+}
+
+/// Reads lines, timestamps the first one containing `want`, keeps the tail.
+fn read_stdout(
+    stdout: impl Read,
+    want: &str,
+    marker: mpsc::Sender<Instant>,
+    out: mpsc::Sender<String>,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    let mut seen = false;
+    while let Ok(n) = reader.read_until(b'\n', &mut line) {
+        if n == 0 {
+            break;
+        }
+        if !seen && String::from_utf8_lossy(&line).contains(want) {
+            let _ = marker.send(Instant::now());
+            seen = true;
+        }
+        all.extend_from_slice(&line);
+        if all.len() > 4 * TAIL_BYTES {
+            all.drain(..all.len() - TAIL_BYTES);
+        }
+        line.clear();
+    }
+    let _ = out.send(tail(&all));
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(TAIL_BYTES);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
+
+/// Kills every launched process still running at its deadline. Returns
+/// (done flag to stop it, whether it killed).
+fn watchdog(specs: &[LaunchSpec], live: &[Live]) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    let done = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let deadline = live
+        .iter()
+        .zip(specs)
+        .map(|(l, s)| l.start + s.timeout)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let pids: Vec<i32> = live.iter().map(|l| l.pid).collect();
+    let (d, k) = (done.clone(), killed.clone());
+    thread::spawn(move || {
+        while !d.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                k.store(true, Ordering::SeqCst);
+                for &pid in &pids {
+                    // SAFETY: kill(2) takes no pointers. The PIDs are our
+                    // unreaped children (`done` is set once all are reaped),
+                    // so none can have been reused.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    (done, killed)
+}
+
+/// The wait loop: reaps the launched processes, drives the tracees.
+fn wait_all(specs: &[LaunchSpec], live: &mut [Live]) {
+    let by_pid: HashMap<i32, usize> = live.iter().enumerate().map(|(i, l)| (l.pid, i)).collect();
+    let mut tracees: HashMap<i32, Tracee> = HashMap::new();
+    while live.iter().any(|l| l.ending.is_none()) {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, zero is a valid value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 writes an int to `status` and a struct rusage to
+        // `ru`, both live locals of the right types.
+        let pid =
+            unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut ru) };
+        let now = Instant::now();
+        if pid < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break; // ECHILD: nothing left to wait for.
+        }
+        let root = by_pid.get(&pid).copied();
+        let instance = root.or_else(|| tracees.get(&pid).and_then(|t| t.instance));
+        let mut deliver = 0;
+        match trace::decode(status) {
+            end @ (WaitEvent::Exited(_) | WaitEvent::Signaled(_)) => {
+                tracees.remove(&pid);
+                if let Some(l) = root.map(|i| &mut live[i]) {
+                    l.exit.get_or_insert(now);
+                    l.maxrss = Some(ru.ru_maxrss as u64);
+                    l.ending = Some(match end {
+                        WaitEvent::Exited(c) => Ending::Exited(c),
+                        WaitEvent::Signaled(s) => Ending::Signaled(s),
+                        _ => unreachable!(),
+                    });
+                }
+                continue;
+            }
+            WaitEvent::Event(libc::PTRACE_EVENT_EXIT) => {
+                if let Some(i) = root {
+                    live[i].exit.get_or_insert(now);
+                }
+                if let Some(i) = instance {
+                    let rec = trace::read_exit_facts(pid, live[i].pid, specs[i].guest_memory);
+                    live[i].processes.insert(rec.pid, rec);
+                }
+            }
+            WaitEvent::Event(
+                libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE,
+            ) => {
+                if let Some(child) = trace::new_child(pid) {
+                    let t = tracees.entry(child).or_insert(Tracee {
+                        instance: None,
+                        first_stop_seen: false,
+                    });
+                    t.instance = instance;
+                }
+            }
+            WaitEvent::Stopped(sig) => match root {
+                Some(i) if !live[i].options_set && sig == libc::SIGTRAP => {
+                    // The stop right after exec (PTRACE_TRACEME).
+                    let _ = trace::set_options(pid, specs[i].trace_threads);
+                    live[i].options_set = true;
+                }
+                Some(_) => deliver = sig,
+                None => {
+                    let t = tracees.entry(pid).or_insert(Tracee {
+                        instance: None,
+                        first_stop_seen: false,
+                    });
+                    if !t.first_stop_seen && sig == libc::SIGSTOP {
+                        t.first_stop_seen = true; // auto-attach stop
+                    } else {
+                        deliver = sig;
+                    }
+                }
+            },
+            WaitEvent::Event(_) | WaitEvent::Other => {}
+        }
+        trace::resume(pid, deliver);
+    }
+}
+
+fn collect(l: Live, timed_out: bool) -> RunRecord {
+    let wait = Duration::from_secs(2);
+    let exit_at = l.exit.unwrap_or_else(Instant::now);
+    let ending = match l.ending {
+        Some(Ending::Signaled(libc::SIGKILL)) if timed_out => Ending::TimedOut,
+        Some(e) => e,
+        None => Ending::TimedOut,
+    };
+    RunRecord {
+        marker: l.marker.recv_timeout(wait).ok().map(|t| t - l.start),
+        exit: exit_at - l.start,
+        ending,
+        processes: l.processes.into_values().collect(),
+        root_maxrss_kib: l.maxrss,
+        stdout_tail: l.out.recv_timeout(wait).unwrap_or_default(),
+        stderr_tail: l.err.recv_timeout(wait).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, trace: bool) -> LaunchSpec {
+        LaunchSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            marker: "MARK".into(),
+            guest_memory: None,
+            pre_exec: None,
+            trace,
+            trace_threads: trace,
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    #[test]
+    fn marker_and_exit_are_timed_in_order() {
+        let r = launch(&sh("echo MARK; sleep 0.05; exit 7", false)).unwrap();
+        assert_eq!(r.ending, Ending::Exited(7));
+        let m = r.marker.expect("marker seen");
+        assert!(m < r.exit, "{m:?} {:?}", r.exit);
+        assert!(r.exit >= Duration::from_millis(50));
+        assert!(r.root_maxrss_kib.unwrap() > 0);
+        assert!(r.stdout_tail.contains("MARK"));
+    }
+
+    #[test]
+    fn tracing_reads_every_process_of_the_tree_at_exit() {
+        let r = launch(&sh("echo MARK; /bin/sh -c 'exit 0'; exit 3", true)).unwrap();
+        assert_eq!(r.ending, Ending::Exited(3));
+        assert_eq!(r.processes.len(), 2, "{:?}", r.processes);
+        let root = r.processes.iter().find(|p| p.root).unwrap();
+        assert!(root.status.vm_hwm_kib.unwrap() > 0);
+        assert!(root.mem.unwrap().pss_kib > 0);
+        assert!(r.processes.iter().all(|p| p.namespaces_apart.is_empty()));
+    }
+
+    #[test]
+    fn missing_marker_and_stderr_are_reported() {
+        let r = launch(&sh("echo oops >&2; exit 1", false)).unwrap();
+        assert_eq!((r.marker, r.ending), (None, Ending::Exited(1)));
+        assert_eq!(r.stderr_tail.trim(), "oops");
+    }
+
+    #[test]
+    fn a_hung_process_is_killed_at_the_timeout() {
+        let mut s = sh("sleep 30", true);
+        s.timeout = Duration::from_millis(200);
+        let r = launch(&s).unwrap();
+        assert_eq!(r.ending, Ending::TimedOut);
+        assert!(r.exit < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn many_at_once() {
+        let specs: Vec<_> = (0..4)
+            .map(|i| sh(&format!("echo MARK; exit {i}"), false))
+            .collect();
+        let rs = launch_all(&specs).unwrap();
+        let endings: Vec<_> = rs.iter().map(|r| r.ending).collect();
+        assert_eq!(endings, (0..4).map(Ending::Exited).collect::<Vec<_>>());
+        assert!(rs.iter().all(|r| r.marker.is_some()));
+    }
+}

@@ -1,0 +1,16 @@
+//! Timing and footprint probes shared by `tinyvmm compare` and the benches.
+//!
+//! Every path of a comparison (a VMM booting a guest, a container runtime
+//! running a container) is measured the same way: as a process launched
+//! from here (`launch`), timed with the monotonic clock from spawn to the
+//! workload's marker line and to exit, its memory read from /proc at the
+//! moment each of its processes exits (`trace`, `procfs`), and repeated
+//! runs summarised (`stats`).
+
+pub mod launch;
+pub mod procfs;
+pub mod stats;
+pub mod trace;
+
+pub use launch::{Ending, LaunchSpec, RunRecord, launch, launch_all};
+pub use stats::Summary;

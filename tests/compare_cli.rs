@@ -1,0 +1,190 @@
+//! `tinyvmm compare` end to end, on the fast paths (tiny guest, crun,
+//! runc): every present path reports positive startup and footprint
+//! figures, every absent one a reason. Linux paths boot for 30-60 s each
+//! on hosts whose KVM emulates guest kernel mode, so here they are only
+//! checked to be reported absent when the kernel is missing.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn compare(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyvmm"))
+        .arg("compare")
+        .args(args)
+        .output()
+        .expect("tinyvmm runs")
+}
+
+fn json_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "tinyvmm-compare-test-{}-{name}.json",
+        std::process::id()
+    ))
+}
+
+fn paths(report: &Value) -> &Vec<Value> {
+    report["paths"].as_array().expect("paths array")
+}
+
+#[test]
+fn fast_paths_report_startup_and_footprint_or_a_reason() {
+    let file = json_file("fast");
+    let svg = file.with_extension("svg");
+    let out = compare(&[
+        "--paths",
+        "tinyvmm-tiny,crun,runc",
+        "--runs",
+        "2",
+        "--density",
+        "2",
+        "--quiet",
+        "--json",
+        file.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("| **Startup time**") || stdout.contains("absent"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(report["host"]["cpus"].as_u64().unwrap() >= 1);
+    let ids: Vec<&str> = paths(&report)
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tinyvmm-tiny", "crun", "runc"]);
+    let mut present = 0;
+    for p in paths(&report) {
+        let id = p["path"].as_str().unwrap();
+        if let Some(reason) = p["absent"].as_str() {
+            eprintln!("{id} absent: {reason}");
+            assert!(!reason.is_empty());
+            assert!(stdout.contains("absent"), "{stdout}");
+            continue;
+        }
+        present += 1;
+        assert!(p["failures"].as_array().unwrap().is_empty(), "{id}: {p}");
+        assert!(
+            p["startup"]["marker_ms"]["median"].as_f64().unwrap() > 0.0,
+            "{id}"
+        );
+        assert!(
+            p["startup"]["exit_ms"]["min"].as_f64().unwrap() > 0.0,
+            "{id}"
+        );
+        assert_eq!(p["startup"]["marker_ms"]["n"], 2, "{id}");
+        assert!(
+            p["footprint"]["total_kib"]["median"].as_f64().unwrap() > 0.0,
+            "{id}"
+        );
+        assert!(
+            p["footprint"]["pss_kib"]["median"].as_f64().unwrap() > 0.0,
+            "{id}"
+        );
+        assert!(p["size"]["image_bytes"].as_u64().unwrap() > 0, "{id}");
+        assert_eq!(p["density"]["instances"], 2, "{id}");
+        assert_eq!(p["density"]["succeeded"], 2, "{id}");
+        let iso = &p["isolation"];
+        assert_eq!(iso["host_kernel_shared"], id != "tinyvmm-tiny", "{id}");
+        assert_eq!(
+            iso["workload_is_host_process"],
+            id != "tinyvmm-tiny",
+            "{id}"
+        );
+        if id != "tinyvmm-tiny" {
+            assert!(
+                p["footprint"]["workload_peak_kib"]["median"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+            let ns = iso["namespaces_apart"].as_array().unwrap();
+            assert!(
+                ns.iter().any(|n| n == "pid") && ns.iter().any(|n| n == "mnt"),
+                "{id}: {ns:?}"
+            );
+        }
+    }
+    if present > 0 {
+        let chart = std::fs::read_to_string(&svg).unwrap();
+        assert!(chart.contains("<svg"));
+        std::fs::remove_file(&svg).unwrap();
+    }
+}
+
+#[test]
+fn linux_paths_without_a_kernel_are_absent_with_the_reason() {
+    let file = json_file("nokernel");
+    let out = compare(&[
+        "--paths",
+        "tinyvmm-linux,qemu-linux",
+        "--kernels",
+        "/nonexistent/kernels",
+        "--quiet",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    for p in paths(&report) {
+        let reason = p["absent"].as_str().expect("absent");
+        assert!(
+            reason.contains("vmlinux missing")
+                || reason.contains("qemu")
+                || reason.contains("/dev/kvm"),
+            "{reason}"
+        );
+        assert!(p["startup"].is_null());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("**tinyvmm + Linux: absent**"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_exit_125() {
+    for args in [
+        &["--runs", "0"][..],
+        &["--paths", "docker"],
+        &["--memory", "12Q"],
+        &["--exit", "200"],
+    ] {
+        let out = compare(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.trim().is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_lists_the_options() {
+    let out = compare(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--runs",
+        "--density",
+        "--paths",
+        "--json",
+        "--plot",
+        "--linux-runs",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from:\n{help}");
+    }
+}
