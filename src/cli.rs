@@ -79,6 +79,13 @@ pub struct RunArgs {
     /// each boot's times and the process's open fds, threads and RSS.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
+    /// Run without the seccomp sandbox. For debugging only: a guest that
+    /// exploits a VMM bug then has the whole process's privileges.
+    #[arg(long)]
+    pub no_seccomp: bool,
+    /// Test only: vCPU 0 makes a forbidden system call once its filter is in.
+    #[arg(long, hide = true)]
+    pub seccomp_test_violation: bool,
 }
 
 impl RunArgs {
@@ -115,6 +122,11 @@ impl RunArgs {
             cpu_template: self.cpu_template,
             boot_timer: self.boot_timer,
             stats: self.stats,
+            sandbox: match (self.no_seccomp, self.seccomp_test_violation) {
+                (true, _) => crate::seccomp::Sandbox::Off,
+                (false, true) => crate::seccomp::Sandbox::TestViolation,
+                (false, false) => crate::seccomp::Sandbox::On,
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -100,6 +100,8 @@ pub struct VmConfig {
     pub boot_timer: bool,
     /// Print VM-exit statistics on stderr at exit.
     pub stats: bool,
+    /// Seccomp sandbox mode.
+    pub sandbox: crate::seccomp::Sandbox,
 }
 
 impl Default for VmConfig {
@@ -115,6 +117,7 @@ impl Default for VmConfig {
             cpu_template: CpuTemplate::Auto,
             boot_timer: false,
             stats: false,
+            sandbox: crate::seccomp::Sandbox::On,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 /// Exit code: guest kernel panic detected.
 pub const EXIT_GUEST_PANIC: u8 = 120;
@@ -89,7 +89,7 @@ impl ExitSignal {
         Ok(ExitSignal {
             reason: Mutex::new(None),
             requested: AtomicBool::new(false),
-            evt: EventFd::new(EFD_NONBLOCK)?,
+            evt: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
         })
     }
 

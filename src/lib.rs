@@ -21,6 +21,8 @@ pub mod footprint;
 pub mod kvm;
 /// Timing and footprint probes shared by `compare` and the benches.
 pub mod measure;
+/// The seccomp sandbox: per-thread system-call filters.
+pub mod seccomp;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.
 pub mod signals;
 /// VM-exit counters for `--stats`.
@@ -44,6 +46,14 @@ pub fn run_command(args: &cli::RunArgs, process_start: Instant) -> u8 {
             return exit::EXIT_BAD_CONFIG;
         }
     };
+    if config.sandbox == seccomp::Sandbox::Off {
+        eprintln!(
+            "tinyvmm: WARNING: --no-seccomp: running WITHOUT the seccomp sandbox; debugging only"
+        );
+    } else if let Err(e) = seccomp::install_vmm_filter() {
+        eprintln!("tinyvmm: {e}");
+        return exit::EXIT_KVM_UNAVAILABLE;
+    }
     let mut code = 0;
     for boot in 1..=args.repeat {
         let started = Instant::now();

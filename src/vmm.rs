@@ -12,7 +12,7 @@ use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, Subscrib
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 use crate::arch::x86_64::boot::{self, BootError};
 use crate::arch::x86_64::layout::{self, ports};
@@ -252,6 +252,7 @@ impl Vmm {
         };
 
         let stop = Arc::new(AtomicBool::new(false));
+        let sandbox = self.config.sandbox;
         let cpu_to_first_run = crate::footprint::process_cpu_time();
         let mut threads = Vec::new();
         for vcpu in self.vcpus.drain(..) {
@@ -263,7 +264,7 @@ impl Vmm {
             );
             let handle = std::thread::Builder::new()
                 .name(format!("vcpu{}", vcpu.id))
-                .spawn(move || vcpu.run(&buses, &mem, &exit, &stop))
+                .spawn(move || vcpu.run(&buses, &mem, &exit, &stop, sandbox))
                 .map_err(device_err("a vCPU thread"))?;
             threads.push(handle);
         }
@@ -432,7 +433,7 @@ fn attach_legacy_devices(
 ) -> Result<Option<InputTarget>, VmmError> {
     let mut input = None;
     if config.serial {
-        let irq = EventFd::new(EFD_NONBLOCK).map_err(device_err("the serial IRQ"))?;
+        let irq = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(device_err("the serial IRQ"))?;
         vm.register_irqfd(&irq, layout::COM1_IRQ)
             .map_err(kvm_err("KVM_IRQFD (serial)"))?;
         let (serial, counters) =

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 /// Default buffer between devices and stdout.
 pub const DEFAULT_CAPACITY: usize = 256 << 10;
@@ -115,7 +115,7 @@ impl GuestOutput {
             }),
             wake: Condvar::new(),
             drained: Condvar::new(),
-            space: EventFd::new(EFD_NONBLOCK)?,
+            space: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
         });
         let worker = shared.clone();
         let thread = std::thread::Builder::new()

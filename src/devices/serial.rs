@@ -55,7 +55,9 @@ impl SerialDevice {
     pub fn new(irq: EventFd, out: OutputHandle) -> std::io::Result<(Self, Arc<SerialCounters>)> {
         let counters = Arc::new(SerialCounters {
             out_bytes: AtomicU64::new(0),
-            fifo_drained: EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)?,
+            fifo_drained: EventFd::new(
+                vmm_sys_util::eventfd::EFD_NONBLOCK | vmm_sys_util::eventfd::EFD_CLOEXEC,
+            )?,
         });
         let uart = Serial::with_events(IrqTrigger(irq), counters.clone(), out);
         Ok((SerialDevice(uart), counters))

@@ -20,6 +20,7 @@ use crate::arch::x86_64::{cpuid, msr, regs};
 use crate::config::CpuTemplate;
 use crate::devices::bus::Bus;
 use crate::exit::{ExitSignal, VmExit};
+use crate::seccomp::{self, Sandbox};
 use crate::stats::{Dir, ExitStats, Space};
 
 /// The two buses a vCPU exit can land on.
@@ -188,8 +189,20 @@ impl Vcpu {
         mem: &GuestMemoryMmap,
         exit: &ExitSignal,
         stop: &AtomicBool,
+        sandbox: Sandbox,
     ) -> ExitStats {
         let mut stats = ExitStats::default();
+        // The vCPU's own seccomp filter goes in before the first KVM_RUN.
+        if sandbox != Sandbox::Off {
+            if let Err(e) = seccomp::install_vcpu_filter() {
+                exit.request(VmExit::KvmCall(format!("vCPU {}: {e}", self.id)));
+                return stats;
+            }
+            if sandbox == Sandbox::TestViolation && self.id == 0 {
+                // SAFETY: getppid has no arguments; the filter traps it.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+        }
         // Stop when told to, or as soon as any device or vCPU has decided the
         // VM's ending (e.g. a debug-exit write): the guest runs no further.
         while !stop.load(Ordering::Acquire) && !exit.requested() {

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::io;
 
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 use super::mmio::MmioTransport;
 use super::queue::{self, Direction, Segment};
@@ -94,8 +94,8 @@ impl Console {
         Ok(Console {
             output,
             input: VecDeque::with_capacity(INPUT_CAPACITY),
-            input_drained: EventFd::new(EFD_NONBLOCK)?,
-            resume: EventFd::new(EFD_NONBLOCK)?,
+            input_drained: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
+            resume: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
             size,
             tx: None,
             scratch: vec![0; CHUNK],

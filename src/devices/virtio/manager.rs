@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use event_manager::MutEventSubscriber;
 use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 use super::VirtioDevice;
 use super::events::VirtioEvents;
@@ -53,7 +53,7 @@ impl Default for VirtioManager {
 }
 
 fn eventfd() -> Result<EventFd, AttachError> {
-    EventFd::new(EFD_NONBLOCK).map_err(AttachError::EventFd)
+    EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(AttachError::EventFd)
 }
 
 fn clone(fd: &EventFd) -> Result<EventFd, AttachError> {
