@@ -61,10 +61,10 @@ pub fn run_once(p: &Prepared, n: usize, trace: bool) -> RunRecord {
     p.cleanup(n);
     // The default workload exits 0 on every path.
     assert!(
-        tinyvmm::compare::results::run_ok(&rec, 0),
+        tinyvmm::compare::summary::run_ok(&rec, 0),
         "{}: {}",
         p.id.label(),
-        tinyvmm::compare::results::failure_line(n, &rec)
+        tinyvmm::compare::summary::failure_line(n, &rec)
     );
     rec
 }

@@ -15,6 +15,8 @@ pub mod markdown;
 pub mod paths;
 pub mod plot;
 pub mod results;
+pub mod summary;
+pub mod workload;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -211,7 +213,7 @@ fn launch_batch(
     for &n in ns {
         p.cleanup(n);
     }
-    out.iter_mut().for_each(results::fill_guest_from_vmm);
+    out.iter_mut().for_each(summary::fill_guest_from_vmm);
     out
 }
 
@@ -251,8 +253,8 @@ fn measure_path(
         progress.show(&format!("{}: run {r}/{runs}{hint}", id.label()));
         let batch = launch_batch(p, &[next()], id.is_vm(), &mut failures);
         for rec in batch {
-            if !results::run_ok(&rec, expected) {
-                failures.push(results::failure_line(r, &rec));
+            if !summary::run_ok(&rec, expected) {
+                failures.push(summary::failure_line(r, &rec));
             }
             timed.push(rec);
         }
@@ -270,7 +272,7 @@ fn measure_path(
     }
     let ok = |rs: &[RunRecord]| -> Vec<RunRecord> {
         rs.iter()
-            .filter(|r| results::run_ok(r, expected))
+            .filter(|r| summary::run_ok(r, expected))
             .cloned()
             .collect()
     };
@@ -283,7 +285,7 @@ fn measure_path(
     let density = (k > 0).then(|| {
         progress.show(&format!("{}: density, {k} at once{hint}", id.label()));
         let ns: Vec<usize> = (0..k).map(|_| next()).collect();
-        results::density(&launch_batch(p, &ns, true, &mut failures), expected)
+        summary::density(&launch_batch(p, &ns, true, &mut failures), expected)
     });
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     PathResult {
@@ -293,8 +295,8 @@ fn measure_path(
         command: Some(p.command_line()),
         runs,
         failures,
-        startup: results::startup(&ok_timed.iter().collect::<Vec<_>>()),
-        footprint: results::footprint(&ok_traced.iter().collect::<Vec<_>>()),
+        startup: summary::startup(&ok_timed.iter().collect::<Vec<_>>()),
+        footprint: summary::footprint(&ok_traced.iter().collect::<Vec<_>>()),
         size: Some(results::Size {
             image_bytes: p.image.0,
             image: p.image.1.clone(),
@@ -303,7 +305,7 @@ fn measure_path(
         }),
         density,
         isolation: ok_traced.last().and_then(|r| {
-            results::isolation(
+            summary::isolation(
                 id,
                 &r.processes,
                 measure::procfs::host_syscalls(),

@@ -314,7 +314,10 @@ fn wait_all(specs: &[LaunchSpec], live: &mut [Live]) {
 }
 
 fn collect(l: Live, timed_out: bool) -> RunRecord {
-    let wait = Duration::from_secs(2);
+    // Output readers end when every holder of the pipes has exited; a
+    // leftover descendant (of a killed run) may keep them open: wait 2 s in all.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let wait = || deadline.saturating_duration_since(Instant::now());
     let exit_at = l.exit.unwrap_or_else(Instant::now);
     let ending = match l.ending {
         Some(Ending::Signaled(libc::SIGKILL)) if timed_out => Ending::TimedOut,
@@ -322,13 +325,13 @@ fn collect(l: Live, timed_out: bool) -> RunRecord {
         None => Ending::TimedOut,
     };
     RunRecord {
-        marker: l.marker.recv_timeout(wait).ok().map(|t| t - l.start),
+        marker: l.marker.recv_timeout(wait()).ok().map(|t| t - l.start),
         exit: exit_at - l.start,
         ending,
         processes: l.processes.into_values().collect(),
         root_maxrss_kib: l.maxrss,
-        stdout_tail: l.out.recv_timeout(wait).unwrap_or_default(),
-        stderr_tail: l.err.recv_timeout(wait).unwrap_or_default(),
+        stdout_tail: l.out.recv_timeout(wait()).unwrap_or_default(),
+        stderr_tail: l.err.recv_timeout(wait()).unwrap_or_default(),
     }
 }
 
@@ -380,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_hung_process_is_killed_at_the_timeout() {
-        let mut s = sh("sleep 30", true);
+        let mut s = sh("exec sleep 30", true);
         s.timeout = Duration::from_millis(200);
         let r = launch(&s).unwrap();
         assert_eq!(r.ending, Ending::TimedOut);

@@ -1,0 +1,414 @@
+//! From run records to results: which runs count, their startup and
+//! memory summaries, density, and the isolation facts read at exit.
+
+use super::paths::PathId;
+use super::results::{Density, Footprint, Isolation, Startup};
+use crate::measure::trace::ProcRecord;
+use crate::measure::{Ending, RunRecord, Summary};
+/// Whether a run did what the workload asks.
+pub fn run_ok(r: &RunRecord, expected_exit: i32) -> bool {
+    r.marker.is_some() && r.ending == Ending::Exited(expected_exit)
+}
+
+/// One line about a failed run.
+pub fn failure_line(n: usize, r: &RunRecord) -> String {
+    let last = |s: &str| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    format!(
+        "run {n}: {:?} after {:.1} ms, marker {}; stderr: {}; stdout: {}",
+        r.ending,
+        ms(r.exit.as_secs_f64()),
+        if r.marker.is_some() {
+            "seen"
+        } else {
+            "not seen"
+        },
+        last(&r.stderr_tail),
+        last(&r.stdout_tail)
+    )
+}
+
+fn ms(secs: f64) -> f64 {
+    secs * 1e3
+}
+
+/// Startup summary of the successful runs.
+pub fn startup(ok: &[&RunRecord]) -> Option<Startup> {
+    let marker: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| r.marker)
+        .map(|d| ms(d.as_secs_f64()))
+        .collect();
+    let exit: Vec<f64> = ok.iter().map(|r| ms(r.exit.as_secs_f64())).collect();
+    let timer: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| vmm_boot_timer_ms(&r.stderr_tail))
+        .collect();
+    Some(Startup {
+        marker_ms: Summary::of(&marker)?,
+        exit_ms: Summary::of(&exit)?,
+        vmm_boot_timer_ms: Summary::of(&timer),
+    })
+}
+
+/// tinyvmm's `--boot-timer` lines: the earliest "user space reached"
+/// marker (MMIO boot timer or port 0x80 value 0x41), ms after its start.
+pub fn vmm_boot_timer_ms(stderr: &str) -> Option<f64> {
+    stderr
+        .lines()
+        .filter(|l| {
+            l.contains("boot marker:") && (l.contains("boot timer") || l.contains("user space"))
+        })
+        .filter_map(|l| {
+            let before = l.split(" ms after process start").next()?;
+            before.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+        .min_by(f64::total_cmp)
+}
+
+/// tinyvmm's own `--stats` figure of guest RAM touched, KiB, from its line
+/// "resident memory at exit: VMM X MiB (excluding guest RAM), guest RAM touched Y MiB".
+pub fn vmm_reported_guest_kib(stderr: &str) -> Option<u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("resident memory at exit"))?;
+    let after = line.split("guest RAM touched").nth(1)?;
+    let mib: f64 = after.split_whitespace().next()?.parse().ok()?;
+    Some((mib * 1024.0).round() as u64)
+}
+
+/// tinyvmm unmaps guest RAM before it exits, so its exit stop finds no
+/// guest mapping; then its own figure, read from its mappings just before,
+/// stands in (QEMU's mapping is still there at its exit stop).
+pub fn fill_guest_from_vmm(rec: &mut RunRecord) {
+    let Some(kib) = vmm_reported_guest_kib(&rec.stderr_tail) else {
+        return;
+    };
+    if let Some(root) = rec
+        .processes
+        .iter_mut()
+        .find(|p| p.root && p.guest.is_none())
+    {
+        root.guest = Some(crate::measure::procfs::MemSizes {
+            rss_kib: kib,
+            pss_kib: kib,
+        });
+    }
+}
+
+/// Memory figures of one traced instance, KiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceMemory {
+    /// Peak RSS of the VMM or runtime processes, guest RAM excluded.
+    pub launcher: u64,
+    /// Guest RAM touched (VMs).
+    pub guest: Option<u64>,
+    /// Peak RSS of the workload process (containers).
+    pub workload: Option<u64>,
+    /// PSS of all processes at their exit.
+    pub pss: u64,
+}
+
+impl InstanceMemory {
+    /// launcher + guest + workload.
+    pub fn total(&self) -> u64 {
+        self.launcher + self.guest.unwrap_or(0) + self.workload.unwrap_or(0)
+    }
+}
+
+/// Memory figures of one traced instance.
+pub fn instance_memory(procs: &[ProcRecord]) -> InstanceMemory {
+    let launcher = procs
+        .iter()
+        .filter(|p| !p.is_workload())
+        .map(ProcRecord::own_peak_kib)
+        .sum();
+    let guest = procs
+        .iter()
+        .find(|p| p.root)
+        .and_then(|p| p.guest)
+        .map(|g| g.rss_kib);
+    let workload: Vec<u64> = procs
+        .iter()
+        .filter(|p| p.is_workload())
+        .map(|p| p.status.vm_hwm_kib.unwrap_or(0))
+        .collect();
+    let workload = (!workload.is_empty()).then(|| workload.iter().sum());
+    let pss = procs.iter().filter_map(|p| p.mem).map(|m| m.pss_kib).sum();
+    InstanceMemory {
+        launcher,
+        guest,
+        workload,
+        pss,
+    }
+}
+
+/// Footprint summary of the traced successful runs.
+pub fn footprint(traced: &[&RunRecord]) -> Option<Footprint> {
+    let figures: Vec<_> = traced
+        .iter()
+        .filter(|r| !r.processes.is_empty())
+        .map(|r| instance_memory(&r.processes))
+        .collect();
+    let col = |f: &dyn Fn(&InstanceMemory) -> Option<u64>| {
+        Summary::of(
+            &figures
+                .iter()
+                .filter_map(f)
+                .map(|v| v as f64)
+                .collect::<Vec<_>>(),
+        )
+    };
+    Some(Footprint {
+        launcher_peak_kib: col(&|f| Some(f.launcher))?,
+        guest_touched_kib: col(&|f| f.guest),
+        workload_peak_kib: col(&|f| f.workload),
+        total_kib: col(&|f| Some(f.total()))?,
+        pss_kib: col(&|f| Some(f.pss))?,
+        processes: traced.iter().map(|r| r.processes.len()).max().unwrap_or(0),
+    })
+}
+
+/// Density figures of K simultaneous launches.
+pub fn density(records: &[RunRecord], expected_exit: i32) -> Density {
+    let ok: Vec<&RunRecord> = records
+        .iter()
+        .filter(|r| run_ok(r, expected_exit))
+        .collect();
+    let all_markers = records.iter().map(|r| r.marker).collect::<Option<Vec<_>>>();
+    let (mut peak, mut pss) = (0, 0);
+    for r in records {
+        let m = instance_memory(&r.processes);
+        peak += m.total();
+        pss += m.pss;
+    }
+    Density {
+        instances: records.len(),
+        succeeded: ok.len(),
+        all_markers_ms: all_markers
+            .and_then(|m| m.into_iter().max())
+            .map(|d| ms(d.as_secs_f64())),
+        all_exited_ms: records
+            .iter()
+            .map(|r| ms(r.exit.as_secs_f64()))
+            .fold(0.0, f64::max),
+        total_peak_kib: peak,
+        total_pss_kib: pss,
+    }
+}
+
+/// Isolation facts from a traced run of path `id`.
+pub fn isolation(
+    id: PathId,
+    procs: &[ProcRecord],
+    host_syscalls: Option<usize>,
+    host_kernel: &str,
+) -> Option<Isolation> {
+    let workload = procs.iter().find(|p| p.is_workload());
+    let facing = if id.is_vm() {
+        procs.iter().find(|p| p.root)?
+    } else {
+        workload?
+    };
+    let seccomp = match facing.status.seccomp {
+        Some(0) => "off".to_string(),
+        Some(1) => "strict".to_string(),
+        Some(2) => format!(
+            "filter ({} filters)",
+            facing.status.seccomp_filters.unwrap_or(0)
+        ),
+        _ => "unknown".to_string(),
+    };
+    let kernel = match id {
+        PathId::TinyvmmTiny => "its own (tiny guest kernel)".to_string(),
+        PathId::TinyvmmLinux | PathId::QemuLinux => "its own (guest Linux, vmlinux)".to_string(),
+        PathId::Crun | PathId::Runc => format!("the host's (Linux {host_kernel})"),
+    };
+    let boundary = if id.is_vm() {
+        "hardware virtualization: guest kernel on a KVM vCPU; host reached only through the VMM process".into()
+    } else {
+        format!(
+            "namespaces ({}) and capabilities on the shared host kernel",
+            facing.namespaces_apart.join(", ")
+        )
+    };
+    Some(Isolation {
+        host_kernel_shared: !id.is_vm(),
+        kernel,
+        workload_is_host_process: workload.is_some(),
+        host_syscalls: if facing.status.seccomp == Some(0) {
+            host_syscalls
+        } else {
+            None
+        },
+        seccomp,
+        capabilities: facing.status.cap_eff.map(u64::count_ones),
+        namespaces_apart: facing.namespaces_apart.clone(),
+        boundary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::procfs::{MemSizes, ProcStatus};
+    use std::time::Duration;
+
+    pub(crate) fn proc_rec(name: &str, root: bool, hwm: u64, guest: Option<u64>) -> ProcRecord {
+        ProcRecord {
+            pid: 1,
+            root,
+            status: ProcStatus {
+                name: name.into(),
+                vm_hwm_kib: Some(hwm),
+                seccomp: Some(0),
+                cap_eff: Some(0x2000_0420),
+                ..ProcStatus::default()
+            },
+            mem: Some(MemSizes {
+                rss_kib: hwm,
+                pss_kib: hwm / 2,
+            }),
+            guest: guest.map(|g| MemSizes {
+                rss_kib: g,
+                pss_kib: g,
+            }),
+            namespaces_apart: if root {
+                vec![]
+            } else {
+                vec!["mnt".into(), "pid".into()]
+            },
+        }
+    }
+
+    pub(crate) fn record(marker_ms: u64, exit_ms: u64, procs: Vec<ProcRecord>) -> RunRecord {
+        RunRecord {
+            marker: Some(Duration::from_millis(marker_ms)),
+            exit: Duration::from_millis(exit_ms),
+            ending: Ending::Exited(0),
+            processes: procs,
+            root_maxrss_kib: Some(1),
+            stdout_tail: String::new(),
+            stderr_tail: "tinyvmm: boot marker: user space (port 0x80 = 0x41) at 2.5 ms after process start, 2.4 ms after VM build start\n\
+                          tinyvmm: boot marker: boot timer (123 at 0xc0000000) at 2.4 ms after process start, 2.3 ms after VM build start".into(),
+        }
+    }
+
+    #[test]
+    fn boot_timer_line_is_parsed() {
+        assert_eq!(
+            vmm_boot_timer_ms(&record(1, 2, vec![]).stderr_tail),
+            Some(2.4)
+        );
+        assert_eq!(
+            vmm_boot_timer_ms("tinyvmm: boot marker: kernel start at 1.0 ms"),
+            None
+        );
+    }
+
+    #[test]
+    fn vmm_guest_figure_fills_a_missing_mapping() {
+        let mut r = record(1, 2, vec![proc_rec("tinyvmm", true, 5000, None)]);
+        r.stderr_tail = "tinyvmm: resident memory at exit: VMM 2.10 MiB (excluding guest RAM), guest RAM touched 0.50 MiB\n".into();
+        assert_eq!(vmm_reported_guest_kib(&r.stderr_tail), Some(512));
+        fill_guest_from_vmm(&mut r);
+        assert_eq!(
+            instance_memory(&r.processes),
+            InstanceMemory {
+                launcher: 4488,
+                guest: Some(512),
+                workload: None,
+                pss: 2500
+            }
+        );
+    }
+
+    #[test]
+    fn vm_memory_splits_guest_from_vmm() {
+        let procs = [proc_rec("tinyvmm", true, 5000, Some(3000))];
+        assert_eq!(
+            instance_memory(&procs),
+            InstanceMemory {
+                launcher: 2000,
+                guest: Some(3000),
+                workload: None,
+                pss: 2500
+            }
+        );
+    }
+
+    #[test]
+    fn container_memory_adds_runtime_and_workload() {
+        let procs = [
+            proc_rec("crun", true, 3000, None),
+            proc_rec("tinyvmm-workloa", false, 1000, None),
+        ];
+        assert_eq!(
+            instance_memory(&procs),
+            InstanceMemory {
+                launcher: 3000,
+                guest: None,
+                workload: Some(1000),
+                pss: 2000
+            }
+        );
+        let r = record(5, 9, procs.to_vec());
+        let f = footprint(&[&r]).unwrap();
+        assert_eq!((f.total_kib.median, f.processes), (4000.0, 2));
+        let iso = isolation(PathId::Crun, &procs, Some(470), "6.1").unwrap();
+        assert!(iso.host_kernel_shared && iso.workload_is_host_process);
+        assert_eq!(
+            (iso.seccomp.as_str(), iso.host_syscalls, iso.capabilities),
+            ("off", Some(470), Some(3))
+        );
+        assert!(iso.boundary.contains("mnt, pid"));
+    }
+
+    #[test]
+    fn vm_isolation_faces_the_vmm() {
+        let procs = [proc_rec("tinyvmm", true, 5000, Some(3000))];
+        let iso = isolation(PathId::TinyvmmTiny, &procs, Some(470), "6.1").unwrap();
+        assert!(!iso.host_kernel_shared && !iso.workload_is_host_process);
+        assert!(iso.kernel.contains("tiny guest"));
+    }
+
+    #[test]
+    fn startup_and_density_summaries() {
+        let a = record(2, 3, vec![proc_rec("tinyvmm", true, 5000, Some(3000))]);
+        let b = record(4, 6, vec![proc_rec("tinyvmm", true, 5000, Some(3000))]);
+        let s = startup(&[&a, &b]).unwrap();
+        assert_eq!((s.marker_ms.median, s.exit_ms.max), (3.0, 6.0));
+        assert_eq!(s.vmm_boot_timer_ms.unwrap().median, 2.4);
+        let d = density(&[a, b], 0);
+        assert_eq!(
+            (d.instances, d.succeeded, d.all_markers_ms),
+            (2, 2, Some(4.0))
+        );
+        assert_eq!(
+            (d.all_exited_ms, d.total_peak_kib, d.total_pss_kib),
+            (6.0, 10000, 5000)
+        );
+    }
+
+    #[test]
+    fn failures_say_what_went_wrong() {
+        let mut r = record(1, 2, vec![]);
+        r.marker = None;
+        r.ending = Ending::Exited(122);
+        r.stderr_tail = "tinyvmm: KVM could not run the guest\n".into();
+        assert!(!run_ok(&r, 0));
+        let line = failure_line(3, &r);
+        assert!(
+            line.contains("run 3")
+                && line.contains("Exited(122)")
+                && line.contains("KVM could not"),
+            "{line}"
+        );
+    }
+}
