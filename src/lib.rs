@@ -117,6 +117,12 @@ fn print_report(config: &config::VmConfig, report: &vmm::RunReport) {
             report.resident.vmm as f64 / (1 << 20) as f64,
             report.resident.guest as f64 / (1 << 20) as f64
         );
+        if let Some((console, transport)) = &report.virtio_console {
+            eprint!(
+                "{}",
+                devices::virtio::console::stats_report(console, transport)
+            );
+        }
         for m in &report.markers {
             eprintln!("{}", m.report());
         }

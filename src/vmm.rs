@@ -27,7 +27,7 @@ use crate::devices::serial::SerialDevice;
 use crate::devices::stdin::{ConsoleInput, StdinForwarder, StdinSource};
 use crate::devices::virtio::console::{self as virtio_console, Console, ConsoleStats};
 use crate::devices::virtio::manager::VirtioManager;
-use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::mmio::{MmioTransport, TransportStats};
 use crate::exit::{self, ExitSignal, VmExit};
 use crate::kvm::vcpu::{IoBuses, Vcpu, VcpuSetup, base_cpuid};
 use crate::kvm::vm::{KvmError, create_vm, kvm_err, max_vcpus, open_kvm};
@@ -95,8 +95,8 @@ pub struct RunReport {
     pub cpu_to_first_run: Duration,
     /// Resident memory at the VM's end: guest RAM touched, and the VMM's own.
     pub resident: crate::footprint::Resident,
-    /// The virtio console's counters, when it was attached.
-    pub virtio_console: Option<ConsoleStats>,
+    /// The virtio console's counters and its transport's, when attached.
+    pub virtio_console: Option<(ConsoleStats, TransportStats)>,
 }
 
 /// The console device stdin feeds, and the event it fires when it has room again.
@@ -308,10 +308,10 @@ impl Vmm {
             run_time: run_start.elapsed(),
             cpu_to_first_run,
             resident,
-            virtio_console: self
-                .virtio_console
-                .as_ref()
-                .map(|c| lock(c).device().stats()),
+            virtio_console: self.virtio_console.as_ref().map(|c| {
+                let c = lock(c);
+                (c.device().stats(), c.stats())
+            }),
         })
     }
 

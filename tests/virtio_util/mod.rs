@@ -105,6 +105,8 @@ pub fn live_console(mem: &GuestMemoryMmap, out: &GuestOutput) -> MmioTransport<C
         ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
     );
     assert!(t.is_live());
+    // As if the guest had printed already: input flows from the start.
+    t.device_mut().open_input();
     t
 }
 

@@ -12,6 +12,14 @@
 //!
 //! With VIRTIO_CONSOLE_F_SIZE (5.3.3) the configuration space (5.3.4) gives
 //! the host terminal's columns and rows.
+//!
+//! Input is held until the guest has first written to the transmitq. Linux
+//! posts its receive buffers before it connects the port to hvc0 and
+//! discards whatever arrives in between (`in_intr` -> `discard_port_data`
+//! in drivers/char/virtio_console.c); without VIRTIO_CONSOLE_F_MULTIPORT
+//! the device is never told when the port opens, and the guest's first
+//! output is the first sign that it did. Typed-ahead or piped input thus
+//! survives the boot.
 
 use std::collections::VecDeque;
 use std::io;
@@ -83,6 +91,7 @@ pub struct Console {
     resume: EventFd,
     size: Option<(u16, u16)>,
     tx: Option<PendingTx>,
+    guest_wrote: bool,
     scratch: Vec<u8>,
     stats: ConsoleStats,
 }
@@ -98,6 +107,7 @@ impl Console {
             resume: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
             size,
             tx: None,
+            guest_wrote: false,
             scratch: vec![0; CHUNK],
             stats: ConsoleStats::default(),
         })
@@ -123,6 +133,12 @@ impl Console {
         self.tx.is_some()
     }
 
+    /// Lets input flow before the guest's first output: for a guest known
+    /// to have its port open (and for tests).
+    pub fn open_input(&mut self) {
+        self.guest_wrote = true;
+    }
+
     /// Room left in the input buffer.
     pub fn input_room(&self) -> usize {
         INPUT_CAPACITY - self.input.len()
@@ -138,6 +154,9 @@ impl Console {
     /// Copies buffered input into the driver's receive buffers.
     fn fill_rx(&mut self, q: &mut Queue, mem: &GuestMemoryMmap) -> Result<bool, DeviceError> {
         let qerr = |e| DeviceError::Queue(RECEIVEQ, e);
+        if !self.guest_wrote {
+            return Ok(false);
+        }
         let before = self.input.len();
         let mut used = false;
         for _ in 0..q.size() {
@@ -200,6 +219,7 @@ impl Console {
                     break;
                 };
                 chains += 1;
+                self.guest_wrote = true;
                 let head = chain.head_index();
                 match queue::buffers(chain, Direction::DeviceReads, q.size(), mem) {
                     Ok(segments) => {
@@ -317,21 +337,23 @@ impl VirtioDevice for Console {
         // The driver took its buffers back: a held chain is gone. Typed
         // input stays buffered for the next driver.
         self.tx = None;
+        self.guest_wrote = false;
     }
     fn process(
         &mut self,
         queues: &mut [Option<Queue>],
         mem: &GuestMemoryMmap,
     ) -> Result<UsedQueues, DeviceError> {
+        // Transmit first: the guest's first output opens the input path.
         let mut used = 0;
-        if let Some(Some(q)) = queues.get_mut(RECEIVEQ) {
-            if self.fill_rx(q, mem)? {
-                used |= 1 << RECEIVEQ;
-            }
-        }
         if let Some(Some(q)) = queues.get_mut(TRANSMITQ) {
             if self.drain_tx(q, mem)? {
                 used |= 1 << TRANSMITQ;
+            }
+        }
+        if let Some(Some(q)) = queues.get_mut(RECEIVEQ) {
+            if self.fill_rx(q, mem)? {
+                used |= 1 << RECEIVEQ;
             }
         }
         Ok(used)
@@ -349,6 +371,26 @@ impl ConsoleInput for MmioTransport<Console> {
         self.process();
         n
     }
+}
+
+/// The `--stats` lines for the virtio console and its transport.
+pub fn stats_report(c: &ConsoleStats, t: &super::mmio::TransportStats) -> String {
+    let r = t.refusals;
+    format!(
+        "tinyvmm: virtio console: {} bytes out, {} bytes in, {} notifications (ioeventfd), \
+         {} interrupts, {} stalls on stdout, {} bad chains, refused writes: {} status, \
+         {} register, {} queue-ready, {} access\n",
+        c.tx_bytes,
+        c.rx_bytes,
+        t.notifications,
+        t.interrupts,
+        c.tx_stalls,
+        c.bad_chains,
+        r.status,
+        r.register,
+        r.queue_ready,
+        r.access
+    )
 }
 
 /// The host terminal's (columns, rows) if stdin is a terminal.

@@ -120,6 +120,7 @@ fn input_fills_receive_buffers_in_order_and_stays_bounded() {
     assert_eq!(console.input_room(), 0);
 
     let mut console = Console::new(out.handle(), None).unwrap();
+    console.open_input();
     console.queue_input(b"0123456789");
     rx.add_desc_chains(
         &[desc(0x10_0000, 4, WRITE, 0), desc(0x10_1000, 100, WRITE, 0)],
@@ -169,4 +170,37 @@ fn config_space_gives_the_terminal_size_with_f_size() {
     assert_eq!(past, [0; 8]);
     let plain = Console::new(out.handle(), None).unwrap();
     assert_eq!(plain.features(), VIRTIO_F_VERSION_1);
+}
+
+#[test]
+fn input_waits_for_the_guests_first_output() {
+    let m = mem();
+    let out = GuestOutput::new(Box::new(std::io::sink()), 1024).unwrap();
+    let mut console = Console::new(out.handle(), None).unwrap();
+    console.queue_input(b"typed ahead");
+    let rx = MockSplitQueue::create(&m, GuestAddress(RXQ_AT), 16);
+    let tx = MockSplitQueue::create(&m, GuestAddress(TXQ_AT), 16);
+    rx.add_desc_chains(&[desc(0x10_0000, 64, WRITE, 0)], 0)
+        .unwrap();
+    let mut queues = [
+        Some(rx.create_queue().unwrap()),
+        Some(tx.create_queue().unwrap()),
+    ];
+    // Buffers posted, but the port may not be connected yet: hold.
+    assert_eq!(console.process(&mut queues, &m).unwrap(), 0);
+    assert_eq!(used_idx(&m, &rx), 0);
+    // The guest prints: now the input goes in, in the same round.
+    m.write_slice(b"login: ", GuestAddress(0x20_0000)).unwrap();
+    tx.add_desc_chains(&[desc(0x20_0000, 7, 0, 0)], 0).unwrap();
+    let used = console.process(&mut queues, &m).unwrap();
+    assert_eq!(used, 1 << RECEIVEQ | 1 << TRANSMITQ);
+    assert_eq!(used_idx(&m, &rx), 1);
+    // A reset closes it again until the next driver prints.
+    console.reset();
+    console.queue_input(b"x");
+    let rx2 = MockSplitQueue::create(&m, GuestAddress(0x3_0000), 16);
+    rx2.add_desc_chains(&[desc(0x10_0000, 64, WRITE, 0)], 0)
+        .unwrap();
+    let mut queues = [Some(rx2.create_queue().unwrap()), None];
+    assert_eq!(console.process(&mut queues, &m).unwrap(), 0);
 }

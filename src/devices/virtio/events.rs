@@ -22,13 +22,25 @@ use super::mmio::MmioTransport;
 pub struct VirtioEvents<D: VirtioDevice> {
     transport: Arc<Mutex<MmioTransport<D>>>,
     fds: Vec<EventFd>,
+    queue_fds: usize,
 }
 
 impl<D: VirtioDevice> VirtioEvents<D> {
-    /// Watches `fds` (queue notifications, activation, device events) for
-    /// the device in `transport`.
-    pub fn new(transport: Arc<Mutex<MmioTransport<D>>>, fds: Vec<EventFd>) -> Self {
-        VirtioEvents { transport, fds }
+    /// Watches the queue notification eventfds `notify` and `others`
+    /// (activation, device events) for the device in `transport`.
+    pub fn new(
+        transport: Arc<Mutex<MmioTransport<D>>>,
+        notify: Vec<EventFd>,
+        others: Vec<EventFd>,
+    ) -> Self {
+        let queue_fds = notify.len();
+        let mut fds = notify;
+        fds.extend(others);
+        VirtioEvents {
+            transport,
+            fds,
+            queue_fds,
+        }
     }
 }
 
@@ -42,13 +54,15 @@ impl<D: VirtioDevice> MutEventSubscriber for VirtioEvents<D> {
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        if let Some(fd) = self.fds.iter().find(|f| f.as_raw_fd() == events.fd()) {
-            // Reset the counter; several signals are one round of work.
-            let _ = fd.read();
+        let mut transport = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = self.fds.iter().position(|f| f.as_raw_fd() == events.fd()) {
+            // Reading resets the counter: several signals are one round of
+            // work. For a queue, the count is the guest's notifications.
+            let n = self.fds[i].read().unwrap_or(0);
+            if i < self.queue_fds {
+                transport.note_notifications(n);
+            }
         }
-        self.transport
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .process();
+        transport.process();
     }
 }

@@ -96,9 +96,9 @@ impl VirtioManager {
 
         // 3. The register window on the MMIO bus; vCPU threads access it.
         let activate = eventfd()?;
-        let mut watched = notify.iter().map(clone).collect::<Result<Vec<_>, _>>()?;
-        watched.push(clone(&activate)?);
-        watched.extend(device_events);
+        let watched_notify = notify.iter().map(clone).collect::<Result<Vec<_>, _>>()?;
+        let mut others = vec![clone(&activate)?];
+        others.extend(device_events);
         let transport = Arc::new(Mutex::new(MmioTransport::new(
             device,
             mem.clone(),
@@ -109,8 +109,11 @@ impl VirtioManager {
         mmio.insert(base, VIRTIO_MMIO_SIZE, transport.clone())?;
 
         // 4. The main thread's event loop does the queue work.
-        self.subscribers
-            .push(Box::new(VirtioEvents::new(transport.clone(), watched)));
+        self.subscribers.push(Box::new(VirtioEvents::new(
+            transport.clone(),
+            watched_notify,
+            others,
+        )));
 
         // 5. Tell the guest kernel where the device is.
         self.cmdline.push(format!(

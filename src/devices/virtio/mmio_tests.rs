@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::devices::virtio::UsedQueues;
+use crate::devices::virtio::VIRTIO_F_VERSION_1;
 use status::{
     ACKNOWLEDGE as A, DEVICE_NEEDS_RESET, DRIVER as D, DRIVER_OK as O, FAILED, FEATURES_OK as F,
 };
