@@ -92,3 +92,43 @@ fn bzimage_boots_and_passes_the_workload_status_through() {
     );
     assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
 }
+
+#[test]
+fn guest_kernel_panic_exits_120() {
+    let test = "guest_kernel_panic_exits_120";
+    let Some((kernel, initrd)) = files(test, "vmlinux") else {
+        return;
+    };
+    // An init that exits at once: "Kernel panic - not syncing: Attempted to
+    // kill init!", then panic=1 reboots through the i8042 after a second.
+    let cmdline = format!("{BASE} rdinit=/bin/false");
+    let out = run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--cmdline",
+            &cmdline,
+            "--console",
+            "serial",
+        ],
+        b"",
+        T,
+    );
+    eprintln!("panic boot: {:?}", out.elapsed);
+    assert_eq!(
+        out.code,
+        Some(120),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("Kernel panic - not syncing"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("guest kernel panic"), "{}", out.stderr);
+}

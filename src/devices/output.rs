@@ -53,8 +53,21 @@ struct State {
 }
 
 impl State {
-    fn scan_for_panic(&mut self, data: &[u8]) {
-        for &b in data {
+    fn scan_for_panic(&mut self, mut data: &[u8]) {
+        if self.stats.panic_seen {
+            return;
+        }
+        while !data.is_empty() {
+            if self.panic_match == 0 {
+                // Skip to the next possible start at memchr-like speed: a
+                // flood of guest output must not cost a branch per byte.
+                match data.iter().position(|&b| b == PANIC_LINE[0]) {
+                    Some(i) => data = &data[i..],
+                    None => return,
+                }
+            }
+            let b = data[0];
+            data = &data[1..];
             // The pattern's first byte occurs nowhere else in it, so a
             // mismatch can restart at 0 (or 1 if this byte starts it anew).
             if b == PANIC_LINE[self.panic_match] {
@@ -252,7 +265,12 @@ fn write_loop(shared: &Shared, mut sink: Box<dyn Write + Send>) {
             }
             let n = st.buf.len().min(CHUNK);
             chunk.clear();
-            chunk.extend(st.buf.drain(..n));
+            // Copy whole slices, not byte by byte through an iterator.
+            let (front, back) = st.buf.as_slices();
+            let from_front = front.len().min(n);
+            chunk.extend_from_slice(&front[..from_front]);
+            chunk.extend_from_slice(&back[..n - from_front]);
+            st.buf.drain(..n);
             st.busy = true;
             st.in_flight = n;
         }
