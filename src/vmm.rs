@@ -22,7 +22,7 @@ use crate::devices::boot_timer::{BootTimer, BootTimerMmio, DebugPort, MarkerTime
 use crate::devices::bus::{BusDevice, BusError};
 use crate::devices::debug_exit::DebugExit;
 use crate::devices::i8042::I8042;
-use crate::devices::output::{GuestOutput, OutputStats};
+use crate::devices::output::{DEFAULT_CAPACITY, GuestOutput, OutputStats};
 use crate::devices::serial::SerialDevice;
 use crate::devices::stdin::{ConsoleInput, StdinForwarder, StdinSource};
 use crate::devices::virtio::console::{self as virtio_console, Console, ConsoleStats};
@@ -318,22 +318,28 @@ impl Vmm {
     /// A guest whose kernel lacks the virtio console driver prints nothing
     /// on hvc0 (and nothing on ttyS0, which is not its console). Once it
     /// has reached user space (boot marker), or after a delay longer than
-    /// a normal boot, without starting the device and without any output,
-    /// say so with the fix. Returns whether the check is settled.
-    fn check_console_started(&self, since: Instant) -> bool {
+    /// a normal boot, or by the time it ended on its own, without starting
+    /// the device and without any output, say so with the fix. Returns
+    /// whether the check is settled.
+    fn check_console_started(&self, since: Instant, at_exit: bool) -> bool {
         let Some(console) = &self.virtio_console else {
             return true;
         };
-        if lock(console).ever_activated() || self.output.stats().written > 0 {
+        let out = self.output.stats();
+        let printed = out.written + out.dropped_full + out.discarded > 0
+            || self.output.handle().free() < DEFAULT_CAPACITY;
+        if lock(console).ever_activated() || printed {
             return true;
         }
         let delay = console_start_delay();
         let user_space = !self.boot_timer.marks().is_empty();
-        if !user_space && since.elapsed() < delay {
+        if !user_space && !at_exit && since.elapsed() < delay {
             return false;
         }
         let when = if user_space {
             "by the time it reached user space".to_string()
+        } else if at_exit {
+            "before it ended".to_string()
         } else {
             format!("within {} s", delay.as_secs())
         };
@@ -376,11 +382,15 @@ impl Vmm {
         while self.exit.reason().is_none() {
             manager.run_with_timeout(100)?;
             if !console_checked {
-                console_checked = self.check_console_started(loop_start);
+                console_checked = self.check_console_started(loop_start, false);
             }
             if let Some(sig) = signals::pending() {
                 self.exit.request(VmExit::Signal(sig));
             }
+        }
+        // A guest that ended on its own before the check could settle.
+        if !console_checked && !matches!(self.exit.reason(), Some(VmExit::Signal(_))) {
+            self.check_console_started(loop_start, true);
         }
         Ok(())
     }
