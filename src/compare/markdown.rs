@@ -99,7 +99,7 @@ const ROWS: &[(&str, Cell)] = &[
         ))
     }),
     (
-        "Resource usage: total per instance (peak) / PSS at exit",
+        "Resource usage: total per instance (peak) / PSS at exit, guest RAM included",
         |p| {
             let f = p.footprint.as_ref()?;
             Some(format!(

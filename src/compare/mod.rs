@@ -73,7 +73,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH")]
     pub tinyvmm: Option<PathBuf>,
     /// Seconds before a Linux boot is given up.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = 900, value_name = "SECS")]
     pub linux_timeout: u64,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]

@@ -85,7 +85,9 @@ pub fn vmm_reported_guest_kib(stderr: &str) -> Option<u64> {
 
 /// tinyvmm unmaps guest RAM before it exits, so its exit stop finds no
 /// guest mapping; then its own figure, read from its mappings just before,
-/// stands in (QEMU's mapping is still there at its exit stop).
+/// stands in (QEMU's mapping is still there at its exit stop). Guest RAM is
+/// private anonymous memory, so its PSS is its RSS: it is added to the
+/// process's PSS too, which then counts guest RAM as QEMU's does.
 pub fn fill_guest_from_vmm(rec: &mut RunRecord) {
     let Some(kib) = vmm_reported_guest_kib(&rec.stderr_tail) else {
         return;
@@ -99,6 +101,9 @@ pub fn fill_guest_from_vmm(rec: &mut RunRecord) {
             rss_kib: kib,
             pss_kib: kib,
         });
+        if let Some(mem) = root.mem.as_mut() {
+            mem.pss_kib += kib;
+        }
     }
 }
 
@@ -324,7 +329,7 @@ mod tests {
                 launcher: 4488,
                 guest: Some(512),
                 workload: None,
-                pss: 2500
+                pss: 2500 + 512
             }
         );
     }
