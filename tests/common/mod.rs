@@ -60,7 +60,23 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("tinyvmm {args:?} did not finish within {timeout:?}");
+            // Show what the guest got to before we gave up.
+            let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
+            let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+            let tail = |s: &str| {
+                s.chars()
+                    .rev()
+                    .take(2000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            };
+            panic!(
+                "tinyvmm {args:?} did not finish within {timeout:?}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
+                tail(&out),
+                tail(&err)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
