@@ -26,6 +26,9 @@ pub struct Host {
     pub kvm_emulates_guest_kernel: bool,
     /// When (UTC, ISO 8601).
     pub date: String,
+    /// /proc/loadavg's 1, 5 and 15 minute load averages when the run began:
+    /// other work on the host slows every path, VMs with more threads most.
+    pub load_average: String,
 }
 
 fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
@@ -73,13 +76,18 @@ impl Host {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
             ),
+            load_average: read("/proc/loadavg")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 
     /// One line for the report.
     pub fn describe(&self) -> String {
         format!(
-            "{}, {} CPUs, {} MiB, {}, Linux {}, KVM: {}{}; {}",
+            "{}, {} CPUs, {} MiB, {}, Linux {}, KVM: {}{}; {}, load average {} at the start",
             self.cpu,
             self.cpus,
             self.memory_mib,
@@ -91,7 +99,8 @@ impl Host {
             } else {
                 ""
             },
-            self.date
+            self.date,
+            self.load_average
         )
     }
 }
@@ -145,5 +154,6 @@ mod tests {
         let h = Host::detect();
         assert!(h.cpus >= 1 && h.memory_mib > 0 && !h.kernel.is_empty());
         assert!(h.describe().contains("Linux"));
+        assert_eq!(h.load_average.split(' ').count(), 3, "{}", h.load_average);
     }
 }

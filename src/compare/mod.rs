@@ -168,6 +168,7 @@ pub fn compare(args: &CompareArgs) -> Result<Report, CompareError> {
             .filter(|p| args.paths.contains(p))
             .collect()
     };
+    let host = host::Host::detect();
     let mut progress = Progress::new(args.quiet);
     let mut counter = 0;
     let mut results = Vec::new();
@@ -181,7 +182,7 @@ pub fn compare(args: &CompareArgs) -> Result<Report, CompareError> {
     progress.clear();
     let _ = std::fs::remove_dir_all(&ctx.scratch);
     let report = Report {
-        host: host::Host::detect(),
+        host,
         workload: ctx.workload,
         paths: results,
     };
@@ -239,7 +240,7 @@ fn measure_path(
         i32::from(ctx.workload.exit)
     };
     let hint = if id.is_linux() && ctx.pvm {
-        " (a Linux boot takes 30-60 s here)"
+        " (a Linux boot takes a minute or more here)"
     } else {
         ""
     };
