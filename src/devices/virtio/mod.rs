@@ -2,16 +2,23 @@
 //! (<https://docs.oasis-open.org/virtio/virtio/v1.2/virtio-v1.2.html>).
 //!
 //! The pieces, each in its own file:
-//! - `mmio.rs`: the transport. The guest's driver reads and writes a 4 KiB
-//!   register window (4.2.2); a state machine decides which writes the spec
-//!   allows, builds the virtqueues when the driver says they are ready and
-//!   holds the device status (2.1).
+//! - `regs.rs`: the 4 KiB register window's layout (4.2.2).
+//! - `mmio.rs`: the transport. The guest's driver reads and writes the
+//!   registers; `mmio_setup.rs` holds the state machine that decides which
+//!   writes the spec allows (2.1, 3.1.1), builds the virtqueues when the
+//!   driver says they are ready and moves the device status.
 //! - `queue.rs`: walking a descriptor chain (2.7.5) that a hostile driver
 //!   wrote, with every length, address and direction checked.
 //! - `console.rs`: the virtio console, device id 3 (5.3).
 //! - `events.rs`: the event-manager subscriber that does the device work on
 //!   the main thread when a queue notification (ioeventfd) or a device event
 //!   arrives. vCPU threads only touch registers.
+//! - `manager.rs`: gives each device its window, GSI (irqfd), ioeventfds
+//!   and `virtio_mmio.device=` command-line entry.
+//!
+//! On Linux with `console=hvc0`, kernel messages printed before the virtio
+//! console driver has probed are lost (hvc0 has no early backend); the 8250
+//! stays present for those (`console=ttyS0 console=hvc0`, or `earlycon`).
 //!
 //! The device model (rings, descriptors, the used ring) is rust-vmm's
 //! `virtio-queue`; the constants come from `virtio-bindings` where it has
