@@ -50,8 +50,11 @@ impl Workload {
 }
 
 /// Boot options that get Linux 6.1 past the instructions an emulated guest
-/// kernel mode cannot run (shared/HOST.md), for both VMMs alike: on such
-/// hosts CPUID filtering alone did not stop the kernel's `xrstor`.
+/// kernel mode cannot run (shared/HOST.md). QEMU needs them on such hosts:
+/// its `-cpu host,-xsave,...` did not keep the kernel from `xrstor`
+/// (emulation failure at boot, measured with QEMU 7.2). tinyvmm's `minimal`
+/// CPUID template boots the same kernel without them, but both VMMs get the
+/// same command line so that both guests do the same work.
 pub const PVM_LINUX_OPTIONS: &str =
     "noxsave clearcpuid=popcnt,cx16,smap,fsgsbase,rdrand,rdseed,invpcid,pcid,rdpid,avx,avx2,pku";
 
