@@ -71,7 +71,8 @@ fn panel<DB: DrawingBackend>(
     let positive = |v: f64| v.max(1e-3);
     let min = bars.iter().map(|b| positive(b.1)).fold(f64::MAX, f64::min);
     let max = bars.iter().map(|b| positive(b.1)).fold(f64::MIN, f64::max);
-    let lo = 10f64.powf(min.log10().floor());
+    // A decade below the smallest bar unless it is at least twice that decade.
+    let lo = 10f64.powf((min * 0.5).log10().floor());
     let hi = 10f64.powf((max * 3.0).log10().ceil());
     let n = bars.len();
     let mut chart = ChartBuilder::on(area)
