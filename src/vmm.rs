@@ -93,7 +93,8 @@ pub struct RunReport {
     pub run_time: Duration,
     /// Process CPU time (user + system) just before the first `KVM_RUN`.
     pub cpu_to_first_run: Duration,
-    /// Resident memory at the VM's end: guest RAM touched, and the VMM's own.
+    /// Resident memory at the VM's end: guest RAM touched, and the VMM's own
+    /// (measured only with `--stats`; zero otherwise).
     pub resident: crate::footprint::Resident,
     /// The virtio console's counters and its transport's, when attached.
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
@@ -174,7 +175,16 @@ impl Vmm {
         // 4. Devices on the buses.
         let exit = Arc::new(ExitSignal::new().map_err(device_err("the exit eventfd"))?);
         let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
-        let output = GuestOutput::stdout().map_err(device_err("console output"))?;
+        // `--console none`: the guest's output reaches no stdio (it is still
+        // scanned for a panic line).
+        let output = match config.console {
+            ConsoleKind::None => GuestOutput::new(
+                Box::new(std::io::sink()),
+                crate::devices::output::DEFAULT_CAPACITY,
+            ),
+            _ => GuestOutput::stdout(),
+        }
+        .map_err(device_err("console output"))?;
         let mut buses = IoBuses::default();
         let serial_input =
             attach_legacy_devices(&vm, &mut buses, config, &exit, &boot_timer, &output)?;
@@ -292,7 +302,12 @@ impl Vmm {
         }
         signals::set_exit_fd(-1);
         drop(terminal);
-        let resident = crate::footprint::resident(&self.guest_host_ranges());
+        // Reading /proc/self/smaps costs time at exit: only for --stats.
+        let resident = if self.config.stats {
+            crate::footprint::resident(&self.guest_host_ranges())
+        } else {
+            crate::footprint::Resident::default()
+        };
 
         let output = self.output.finish(OUTPUT_DRAIN_TIMEOUT);
         let mut exit = self.exit.reason().unwrap_or(VmExit::Reset);
@@ -332,7 +347,15 @@ impl Vmm {
             return true;
         }
         let (progress, limit, unit) = console_start_limit(since);
-        let user_space = !self.boot_timer.marks().is_empty();
+        // Only the user-space markers count: "kernel start" (0x40 on port
+        // 0x80) comes long before a driver could have probed the device.
+        let user_space = self.boot_timer.marks().iter().any(|m| {
+            matches!(
+                m.marker,
+                crate::devices::boot_timer::Marker::UserSpace
+                    | crate::devices::boot_timer::Marker::BootTimer
+            )
+        });
         if !user_space && !at_exit && progress < limit {
             return false;
         }

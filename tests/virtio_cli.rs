@@ -44,6 +44,7 @@ fn serial_and_none_consoles_attach_no_virtio_device() {
     assert_eq!(none.code, Some(0), "{}", none.stderr);
     assert!(!none.stdout.contains("console="), "{}", none.stdout);
     assert!(!none.stdout.contains("virtio_mmio.device"));
+    assert_eq!(none.stdout, "", "--console none puts nothing on stdout");
 }
 
 /// Reaches "user space" (0x41 to port 0x80) and ends with status 0 on the
