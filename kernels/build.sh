@@ -64,7 +64,9 @@ mapfile -t patches < <(LC_ALL=C find "$kernels_dir/linux/patches" -maxdepth 1 \
 # 1. Build dependencies, installed only when missing (apt-get update first,
 #    since a fresh container has no package lists).
 # ---------------------------------------------------------------------------
-deps=(linux-source-6.1 flex bison bc libelf-dev libssl-dev xz-utils lz4
+# (No libssl-dev: without modules nothing is signed, no host tool links
+# OpenSSL. lz4: the bzImage compressor, see the config fragment.)
+deps=(linux-source-6.1 flex bison bc libelf-dev xz-utils lz4
       busybox-static cpio build-essential)
 missing=()
 for p in "${deps[@]}"; do
@@ -143,6 +145,14 @@ check_config() {
 build_kernel() {
 	local tree="$work/src"
 	log "kernel cache miss: building $src_pkg $src_version in $tree"
+	# Source trees of other entries are leftovers of failed or kept
+	# builds (1.5 GB each); their finished images stay cached.
+	local old
+	for old in "$cache_root"/*/src; do
+		[[ -d $old && $old != "$tree" ]] || continue
+		log "removing stale build tree $old"
+		rm -rf "$old"
+	done
 	rm -rf "$tree" "$work"/*.tmp
 	mkdir -p "$work"
 
@@ -208,7 +218,9 @@ fi
 # Copy (not hard-link) into the output directory, via a temporary name so a
 # VMM reading the old file meanwhile never sees a half-written one, and so
 # nothing done to target/ can corrupt the cache.
+# An identical file is left alone (other sessions may be booting it).
 install_file() {
+	cmp -s "$1" "$2" && return 0
 	cp "$1" "$2.tmp.$$"
 	mv -f "$2.tmp.$$" "$2"
 }
@@ -218,36 +230,53 @@ install_file "$work/config" "$out/config"
 
 # ---------------------------------------------------------------------------
 # 4. Initramfs: static busybox + /init + the workload, as an uncompressed
-#    newc cpio. Rebuilt every run (well under a second).
+#    newc cpio. Rebuilt every run (well under a second) in a staging
+#    directory; rootfs/ and initramfs.cpio are replaced only when the
+#    (reproducible) archive changed, so a VM or container using them
+#    meanwhile is not disturbed by a no-op run.
 # ---------------------------------------------------------------------------
-rootfs="$out/rootfs"
+final_rootfs="$out/rootfs"
+rootfs="$out/.rootfs.tmp.$$"
 busybox=/bin/busybox # from busybox-static: no shared libraries needed
-[[ -L $rootfs ]] && die "$rootfs is a symlink; runc refuses those, remove it"
+[[ -L $final_rootfs ]] && die "$final_rootfs is a symlink; runc refuses those, remove it"
 rm -rf "$rootfs"
+trap 'rm -rf "$rootfs" "$out/initramfs.cpio.tmp.$$"' EXIT
 mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root,etc}
 chmod 1777 "$rootfs/tmp"
 chmod 0700 "$rootfs/root"
 install -m 0755 "$busybox" "$rootfs/bin/busybox"
 
-# One relative symlink per applet at its usual place (bin/sh, sbin/reboot,
-# usr/bin/seq, ...). Not `busybox --install -s`: that links to the absolute
-# path of the running binary, which would be a path on this build machine.
-while IFS= read -r applet; do
-	dir="$(dirname "$applet")"
-	case "$applet" in
-	bin/busybox | linuxrc) continue ;; # linuxrc: old-style initrd only
-	esac
-	case "$dir" in
+# Applet symlinks. Debian's busybox-static is built with
+# FEATURE_SH_STANDALONE/PREFER_APPLETS: its shell runs every applet without
+# looking at PATH, so /init, the workload and an interactive shell need no
+# symlinks at all. Each cpio entry costs boot time where guest kernel code
+# is emulated (the initramfs unpacker creates every one of them), so only
+# what something may exec() by path gets a link: bin/sh for the #!
+# lines, the applets /init and the workload use (so they also run from a
+# non-busybox parent, e.g. `runc exec`), and a few interactive basics.
+# Relative links at busybox's usual places, and not `busybox --install -s`:
+# that links to the absolute path of the running binary on this machine.
+applets=(sh mount umount devmem setsid cttyhack reboot dd rm cat echo ls ps
+	mkdir sleep env)
+declare -A applet_path=()
+while IFS= read -r path; do
+	applet_path[$(basename "$path")]="$path"
+done < <("$busybox" --list-full)
+for a in "${applets[@]}"; do
+	path="${applet_path[$a]:-}"
+	[[ -n $path ]] || die "busybox has no applet $a"
+	case "$(dirname "$path")" in
 	bin) target=busybox ;;
 	sbin) target=../bin/busybox ;;
 	usr/bin | usr/sbin) target=../../bin/busybox ;;
-	*) die "unexpected busybox applet path: $applet" ;;
+	*) die "unexpected busybox applet path: $path" ;;
 	esac
-	ln -sfn "$target" "$rootfs/$applet"
-done < <("$busybox" --list-full)
+	ln -sfn "$target" "$rootfs/$path"
+done
 
 install -m 0755 "$initramfs_src/init" "$rootfs/init"
 install -m 0755 "$initramfs_src/workload" "$rootfs/bin/tinyvmm-workload"
+install -m 0644 "$initramfs_src/fstab" "$rootfs/etc/fstab"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$rootfs/etc/group"
 
@@ -268,7 +297,17 @@ find "$rootfs" -exec touch -h -d @0 {} +
 	find . -print0 | LC_ALL=C sort -z |
 		cpio --null --create --format=newc --owner=0:0 --reproducible --quiet
 ) >"$out/initramfs.cpio.tmp.$$"
-mv -f "$out/initramfs.cpio.tmp.$$" "$out/initramfs.cpio"
+if [[ -d $final_rootfs ]] && cmp -s "$out/initramfs.cpio.tmp.$$" "$out/initramfs.cpio"; then
+	log "initramfs unchanged"
+else
+	# rootfs/ is briefly absent between the two renames; the archive
+	# is replaced atomically.
+	rm -rf "$final_rootfs.old.$$"
+	[[ -e $final_rootfs ]] && mv "$final_rootfs" "$final_rootfs.old.$$"
+	mv "$rootfs" "$final_rootfs"
+	rm -rf "$final_rootfs.old.$$"
+	mv -f "$out/initramfs.cpio.tmp.$$" "$out/initramfs.cpio"
+fi
 
 # ---------------------------------------------------------------------------
 # 5. Summary.
@@ -277,4 +316,4 @@ log "done in $((SECONDS - t_start)) s (kernel $src_pkg $src_version, cache $work
 for f in vmlinux bzImage initramfs.cpio config; do
 	printf '  %-48s %10s bytes\n' "$out/$f" "$(stat -c %s "$out/$f")"
 done
-printf '  %-48s %10s\n' "$out/rootfs/" "($(du -sh "$rootfs" | cut -f1))"
+printf '  %-48s %10s\n' "$final_rootfs/" "($(du -sh "$final_rootfs" | cut -f1))"
