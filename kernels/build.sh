@@ -11,8 +11,8 @@
 #                    or tests that want the Linux boot protocol.
 #   config           the exact .config the kernel was built with.
 #   initramfs.cpio   UNCOMPRESSED newc cpio (owner root) of rootfs/.
-#   rootfs/          staging directory of the initramfs: static busybox,
-#                    /init (kernels/initramfs/init) and
+#   rootfs/          the tree the initramfs is made of: static busybox,
+#                    /init (kernels/initramfs/init), /etc/fstab and
 #                    /bin/tinyvmm-workload (kernels/initramfs/workload).
 #                    A real directory (runc refuses a symlinked rootfs), so
 #                    the container side can use it as an OCI rootfs.
@@ -24,9 +24,9 @@
 # where <hash> is a sha256 over everything that determines the kernel: the
 # kernel part of this script (see "Cache key" below), the fragment, the
 # patches, the linux-source package version and the compiler version. A
-# cache hit copies the cached images and takes seconds; a miss extracts the
-# source there (never inside the clone) and builds it (about 100-200 s on 2
-# cores). The initramfs is cheap and rebuilt on every run.
+# cache hit copies the cached images and takes under a second; a miss
+# extracts the source there (never inside the clone) and builds it (4 min
+# on our 2-core machines). The initramfs is cheap and rebuilt on every run.
 #
 # Environment:
 #   TINYVMM_KERNEL_DIR           output directory (default <repo>/target/kernels)
@@ -87,8 +87,10 @@ fi
 # 2. Cache key. Anything that changes the kernel binary must be in here.
 #    Paths are hashed relative to kernels/ so the key is the same in every
 #    clone. Of this script, the part above the line "@@ END OF KERNEL PART
-#    @@" is hashed: everything that influences the kernel build must stay
-#    above that line; the initramfs code below it can change freely.
+#    @@" is hashed, without its comment lines (editing a comment does not
+#    cost a 4-minute rebuild): everything that influences the kernel build
+#    must stay above that line; the initramfs code below it can change
+#    freely.
 # ---------------------------------------------------------------------------
 src_version="$(dpkg-query -W -f='${Version}' "$src_pkg")"
 hash="$(
@@ -96,7 +98,7 @@ hash="$(
 		printf 'package %s %s\n' "$src_pkg" "$src_version"
 		printf 'compiler %s\n' "$(gcc --version | head -n1)"
 		printf '== build.sh (kernel part)\n'
-		sed '/^# @@ END OF KERNEL PART @@/q' "$script"
+		sed -e '/^# @@ END OF KERNEL PART @@/q' "$script" | grep -Ev '^[[:space:]]*#'
 		for f in "$fragment" "${patches[@]}"; do
 			printf '== %s\n' "${f#"$kernels_dir"/}"
 			cat "$f"
