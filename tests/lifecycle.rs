@@ -112,12 +112,7 @@ fn slow_stdout_bounds_memory_and_counts_dropped_serial_bytes() {
         "a stalled stdout must make the 8250 drop: {err}"
     );
     // VMM memory stayed bounded: its own RSS (guest RAM apart) is small.
-    let vmm_mib: f64 = err
-        .lines()
-        .find_map(|l| l.split("resident memory at exit: VMM ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no resident line: {err}"));
+    let vmm_mib = common::vmm_resident_mib(&err);
     assert!(vmm_mib < 16.0, "VMM RSS {vmm_mib} MiB");
 }
 

@@ -362,11 +362,6 @@ fn one_gib_through_virtio_with_a_slow_reader_loses_nothing() {
     assert_eq!(head, marker);
     assert_eq!(seen, total, "{err}");
     assert!(!err.contains("dropped"), "{err}");
-    let vmm_mib: f64 = err
-        .lines()
-        .find_map(|l| l.split("resident memory at exit: VMM ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("resident line");
+    let vmm_mib = common::vmm_resident_mib(&err);
     assert!(vmm_mib < 16.0, "VMM RSS {vmm_mib} MiB after 1 GiB");
 }

@@ -89,6 +89,16 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
     }
 }
 
+/// The VMM's resident memory (MiB, guest RAM excluded) from `--stats` output.
+pub fn vmm_resident_mib(stderr: &str) -> f64 {
+    stderr
+        .lines()
+        .find_map(|l| l.split("resident memory at exit: VMM ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resident line in: {stderr}"))
+}
+
 /// Whether /dev/kvm can be opened; prints why a test skips when not.
 pub fn kvm_available(test: &str) -> bool {
     match std::fs::OpenOptions::new()
