@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
-use tinyvmm::compare::paths::PathId;
+use tinyvmm::lab::compare::paths::PathId;
 
 fn boot(c: &mut Criterion) {
     let ctx = common::context();

@@ -16,8 +16,8 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use tinyvmm::compare::paths::PathId;
-use tinyvmm::compare::summary::instance_memory;
+use tinyvmm::lab::compare::paths::PathId;
+use tinyvmm::lab::compare::summary::instance_memory;
 
 /// Memory in KiB as a criterion measurement: `iter_custom` returns the sum
 /// over its iterations, criterion divides by the iteration count.
@@ -78,7 +78,7 @@ fn footprint(c: &mut Criterion<Kib>) {
                     .map(|_| {
                         n += 1;
                         let mut r = common::run_once(p, n, true);
-                        tinyvmm::compare::summary::fill_guest_from_vmm(&mut r);
+                        tinyvmm::lab::compare::summary::fill_guest_from_vmm(&mut r);
                         instance_memory(&r.processes).total() as f64
                     })
                     .sum()

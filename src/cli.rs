@@ -1,28 +1,12 @@
-//! The command line: clap derive, with `--help` written once in the `///`s.
+//! `tinyvmm run`'s command line: clap derive, with `--help` written once in
+//! the `///`s, turned into a `VmConfig` (plain data). The top-level command
+//! (`run`, `compare`) is in main.rs, so the core never names the lab.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use crate::config::{self, ConfigError, ConsoleKind, CpuTemplate, KernelSource, VmConfig};
-
-/// tinyvmm: boot a micro-VM on KVM, and measure what it costs against a container.
-#[derive(Debug, Parser)]
-#[command(name = "tinyvmm", version, propagate_version = true)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Boot a guest; its console is this process's stdin/stdout.
-    Run(RunArgs),
-    /// Run one workload on tinyvmm, QEMU, crun and runc; print the VMs-vs-containers table.
-    Compare(crate::compare::CompareArgs),
-}
 
 /// Whether the 8250 serial port is present.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -136,18 +120,21 @@ impl RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("tinyvmm").chain(args.iter().copied()))
+    /// `tinyvmm run`'s options alone, as main.rs's `run` subcommand parses them.
+    #[derive(Debug, Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Run, clap::Error> {
+        Run::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
     }
 
     fn run_config(args: &[&str]) -> Result<VmConfig, ConfigError> {
-        let mut all = vec!["run"];
-        all.extend_from_slice(args);
-        match parse(&all).unwrap().command {
-            Command::Run(r) => r.to_config(),
-            Command::Compare(_) => unreachable!("not a run"),
-        }
+        parse(args).unwrap().args.to_config()
     }
 
     #[test]
@@ -215,8 +202,7 @@ mod tests {
                 .to_string()
                 .contains("--cmdline")
         );
-        assert!(parse(&["run", "--vcpus", "two"]).is_err());
-        assert!(parse(&["run", "--console", "vga"]).is_err());
-        assert!(parse(&["fly"]).is_err());
+        assert!(parse(&["--vcpus", "two"]).is_err());
+        assert!(parse(&["--console", "vga"]).is_err());
     }
 }

@@ -26,7 +26,7 @@ pub const GUEST_STATUS_MAX: u8 = 119;
 
 /// Why the VM stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmExit {
+pub enum VmEnd {
     /// The guest wrote a status to the debug-exit device.
     GuestStatus(u8),
     /// The guest reset or powered off (i8042 reset, KVM system event).
@@ -43,32 +43,32 @@ pub enum VmExit {
     Signal(i32),
 }
 
-impl VmExit {
+impl VmEnd {
     /// The process exit code for this ending (see the README's table).
     pub fn code(&self) -> u8 {
         match self {
-            VmExit::GuestStatus(s) => (*s).min(GUEST_STATUS_MAX),
-            VmExit::Reset => 0,
-            VmExit::Panic => EXIT_GUEST_PANIC,
-            VmExit::TripleFault => EXIT_TRIPLE_FAULT,
-            VmExit::KvmRun(_) => EXIT_KVM_RUN,
-            VmExit::KvmCall(_) => EXIT_KVM_UNAVAILABLE,
-            VmExit::Signal(n) => (128 + *n).clamp(0, 255) as u8,
+            VmEnd::GuestStatus(s) => (*s).min(GUEST_STATUS_MAX),
+            VmEnd::Reset => 0,
+            VmEnd::Panic => EXIT_GUEST_PANIC,
+            VmEnd::TripleFault => EXIT_TRIPLE_FAULT,
+            VmEnd::KvmRun(_) => EXIT_KVM_RUN,
+            VmEnd::KvmCall(_) => EXIT_KVM_UNAVAILABLE,
+            VmEnd::Signal(n) => (128 + *n).clamp(0, 255) as u8,
         }
     }
 
     /// A one-line description for stderr, or `None` for an ordinary ending.
     pub fn describe(&self) -> Option<String> {
         match self {
-            VmExit::GuestStatus(s) if *s > GUEST_STATUS_MAX => Some(format!(
+            VmEnd::GuestStatus(s) if *s > GUEST_STATUS_MAX => Some(format!(
                 "guest status {s} is above {GUEST_STATUS_MAX}; exiting with {GUEST_STATUS_MAX}"
             )),
-            VmExit::GuestStatus(_) | VmExit::Reset => None,
-            VmExit::Panic => Some("guest kernel panic".into()),
-            VmExit::TripleFault => Some("guest triple fault (KVM_EXIT_SHUTDOWN)".into()),
-            VmExit::KvmRun(why) => Some(format!("KVM could not run the guest: {why}")),
-            VmExit::KvmCall(why) => Some(format!("KVM call failed: {why}")),
-            VmExit::Signal(n) => Some(format!("stopped by signal {n}")),
+            VmEnd::GuestStatus(_) | VmEnd::Reset => None,
+            VmEnd::Panic => Some("guest kernel panic".into()),
+            VmEnd::TripleFault => Some("guest triple fault (KVM_EXIT_SHUTDOWN)".into()),
+            VmEnd::KvmRun(why) => Some(format!("KVM could not run the guest: {why}")),
+            VmEnd::KvmCall(why) => Some(format!("KVM call failed: {why}")),
+            VmEnd::Signal(n) => Some(format!("stopped by signal {n}")),
         }
     }
 }
@@ -78,7 +78,7 @@ impl VmExit {
 /// `request`; nobody calls `process::exit` from a vCPU thread.
 #[derive(Debug)]
 pub struct ExitSignal {
-    reason: Mutex<Option<VmExit>>,
+    reason: Mutex<Option<VmEnd>>,
     requested: AtomicBool,
     evt: EventFd,
 }
@@ -94,8 +94,8 @@ impl ExitSignal {
     }
 
     /// Records `why` unless a reason is already set, and wakes the main loop.
-    pub fn request(&self, why: VmExit) {
-        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn request(&self, why: VmEnd) {
+        let mut reason = crate::sync::lock(&self.reason);
         if reason.is_none() {
             *reason = Some(why);
         }
@@ -106,11 +106,8 @@ impl ExitSignal {
     }
 
     /// The recorded reason, if any.
-    pub fn reason(&self) -> Option<VmExit> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn reason(&self) -> Option<VmEnd> {
+        crate::sync::lock(&self.reason).clone()
     }
 
     /// Whether an ending was requested (cheap: vCPU loops poll it after
@@ -131,18 +128,18 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_documented_table() {
-        assert_eq!(VmExit::GuestStatus(0).code(), 0);
-        assert_eq!(VmExit::GuestStatus(42).code(), 42);
-        assert_eq!(VmExit::GuestStatus(200).code(), 119);
-        assert_eq!(VmExit::Reset.code(), 0);
-        assert_eq!(VmExit::Panic.code(), 120);
-        assert_eq!(VmExit::TripleFault.code(), 121);
-        assert_eq!(VmExit::KvmRun("x".into()).code(), 122);
-        assert_eq!(VmExit::KvmCall("x".into()).code(), 123);
-        assert_eq!(VmExit::Signal(libc::SIGINT).code(), 130);
-        assert_eq!(VmExit::Signal(libc::SIGTERM).code(), 143);
-        assert!(VmExit::Reset.describe().is_none());
-        assert!(VmExit::GuestStatus(200).describe().unwrap().contains("119"));
+        assert_eq!(VmEnd::GuestStatus(0).code(), 0);
+        assert_eq!(VmEnd::GuestStatus(42).code(), 42);
+        assert_eq!(VmEnd::GuestStatus(200).code(), 119);
+        assert_eq!(VmEnd::Reset.code(), 0);
+        assert_eq!(VmEnd::Panic.code(), 120);
+        assert_eq!(VmEnd::TripleFault.code(), 121);
+        assert_eq!(VmEnd::KvmRun("x".into()).code(), 122);
+        assert_eq!(VmEnd::KvmCall("x".into()).code(), 123);
+        assert_eq!(VmEnd::Signal(libc::SIGINT).code(), 130);
+        assert_eq!(VmEnd::Signal(libc::SIGTERM).code(), 143);
+        assert!(VmEnd::Reset.describe().is_none());
+        assert!(VmEnd::GuestStatus(200).describe().unwrap().contains("119"));
     }
 
     #[test]
@@ -150,9 +147,9 @@ mod tests {
         let s = ExitSignal::new().unwrap();
         assert_eq!(s.reason(), None);
         assert!(!s.requested());
-        s.request(VmExit::TripleFault);
-        s.request(VmExit::Reset);
-        assert_eq!(s.reason(), Some(VmExit::TripleFault));
+        s.request(VmEnd::TripleFault);
+        s.request(VmEnd::Reset);
+        assert_eq!(s.reason(), Some(VmEnd::TripleFault));
         assert!(s.requested());
         assert_eq!(s.event().read().unwrap(), 2);
     }

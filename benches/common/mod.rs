@@ -3,12 +3,10 @@
 
 #![allow(dead_code)] // each bench uses part of this
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use tinyvmm::compare::host::kvm_is_pvm;
-use tinyvmm::compare::paths::{self, Context, PathId, Prepared, Workload};
-use tinyvmm::measure::{self, RunRecord};
+use tinyvmm::lab::compare::paths::{self, Context, PathId, Prepared, Workload};
+use tinyvmm::lab::measure::{self, RunRecord};
 
 /// The opt-in for Linux boots (each takes 30-60 s where KVM emulates guest
 /// kernel mode; criterion's minimum of 10 samples makes that ~10 minutes).
@@ -16,15 +14,14 @@ pub const LINUX_OPT_IN: &str = "TINYVMM_BENCH_LINUX";
 
 /// The context `tinyvmm compare` would use, with the default workload.
 pub fn context() -> Context {
-    let kernels = std::env::var_os("TINYVMM_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/kernels"));
+    let kernels =
+        tinyvmm::kernel_dir::kernel_dir_for(std::path::Path::new(env!("CARGO_BIN_EXE_tinyvmm")));
     Context {
         tinyvmm: env!("CARGO_BIN_EXE_tinyvmm").into(),
         kernels,
         memory: (128 << 20, "128M".into()),
         workload: Workload::default(),
-        pvm: kvm_is_pvm(),
+        pvm: tinyvmm::host::kvm_emulates_guest_kernel(),
         scratch: std::env::temp_dir().join(format!("tinyvmm-bench-{}", std::process::id())),
         linux_timeout: Duration::from_secs(300),
     }
@@ -61,10 +58,10 @@ pub fn run_once(p: &Prepared, n: usize, trace: bool) -> RunRecord {
     p.cleanup(n);
     // The default workload exits 0 on every path.
     assert!(
-        tinyvmm::compare::summary::run_ok(&rec, 0),
+        tinyvmm::lab::compare::summary::run_ok(&rec, 0),
         "{}: {}",
         p.id.label(),
-        tinyvmm::compare::summary::failure_line(n, &rec)
+        tinyvmm::lab::compare::summary::failure_line(n, &rec)
     );
     rec
 }

@@ -96,12 +96,12 @@ impl BootTimer {
         if self.print {
             eprintln!("{}", t.report());
         }
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+        crate::sync::lock(&self.marks).push(t);
     }
 
     /// Every marker so far, in order.
     pub fn marks(&self) -> Vec<MarkerTime> {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::lock(&self.marks).clone()
     }
 }
 

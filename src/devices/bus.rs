@@ -30,6 +30,15 @@ pub enum BusError {
     BadRange(u64, u64),
 }
 
+/// The two buses a vCPU exit can land on.
+#[derive(Default)]
+pub struct IoBuses {
+    /// Port I/O (`in`/`out`).
+    pub pio: Bus,
+    /// Memory-mapped I/O (accesses to guest-physical addresses with no RAM).
+    pub mmio: Bus,
+}
+
 /// An address space of non-overlapping device ranges.
 #[derive(Default)]
 pub struct Bus {
@@ -68,9 +77,7 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read(offset, data);
+                crate::sync::lock(dev).read(offset, data);
                 true
             }
             None => {
@@ -84,9 +91,7 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((offset, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .write(offset, data);
+                crate::sync::lock(dev).write(offset, data);
                 true
             }
             None => false,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::bus::BusDevice;
-use crate::exit::{ExitSignal, VmExit};
+use crate::exit::{ExitSignal, VmEnd};
 
 /// The debug-exit device, the same on both buses.
 pub struct DebugExit(pub Arc<ExitSignal>);
@@ -25,7 +25,7 @@ impl BusDevice for DebugExit {
         let n = data.len().min(8);
         bytes[..n].copy_from_slice(&data[..n]);
         let value = u64::from_le_bytes(bytes);
-        self.0.request(VmExit::GuestStatus(value.min(255) as u8));
+        self.0.request(VmEnd::GuestStatus(value.min(255) as u8));
     }
 }
 
@@ -40,10 +40,10 @@ mod tests {
         dev.write(4, &[9]);
         assert_eq!(sig.reason(), None, "only offset 0 is the register");
         dev.write(0, &[7, 0, 0, 0]);
-        assert_eq!(sig.reason(), Some(VmExit::GuestStatus(7)));
+        assert_eq!(sig.reason(), Some(VmEnd::GuestStatus(7)));
         let sig = Arc::new(ExitSignal::new().unwrap());
         DebugExit(sig.clone()).write(0, &0x1_0000u32.to_le_bytes());
-        assert_eq!(sig.reason(), Some(VmExit::GuestStatus(255)));
+        assert_eq!(sig.reason(), Some(VmEnd::GuestStatus(255)));
         assert_eq!(sig.reason().unwrap().code(), 119);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vm_superio::{I8042Device, Trigger};
 
 use super::bus::BusDevice;
-use crate::exit::{ExitSignal, VmExit};
+use crate::exit::{ExitSignal, VmEnd};
 
 /// The reset line: ends the VM.
 pub struct ResetLine(pub Arc<ExitSignal>);
@@ -15,7 +15,7 @@ pub struct ResetLine(pub Arc<ExitSignal>);
 impl Trigger for ResetLine {
     type E = std::convert::Infallible;
     fn trigger(&self) -> Result<(), Self::E> {
-        self.0.request(VmExit::Reset);
+        self.0.request(VmEnd::Reset);
         Ok(())
     }
 }
@@ -55,6 +55,6 @@ mod tests {
         dev.write(4, &[0xaa]);
         assert_eq!(sig.reason(), None);
         dev.write(4, &[0xfe]);
-        assert_eq!(sig.reason(), Some(VmExit::Reset));
+        assert_eq!(sig.reason(), Some(VmEnd::Reset));
     }
 }

@@ -112,7 +112,7 @@ impl StdinForwarder {
     }
 
     fn forward(&mut self, ops: &mut EventOps) {
-        let mut target = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        let mut target = crate::sync::lock(&self.target);
         let room = target.room().min(4096);
         if room == 0 {
             // Full: stop watching stdin until the guest drains the device.

@@ -1,113 +1,27 @@
-//! vCPUs: configuration before boot, and the run loop on each vCPU thread.
+//! A vCPU: its configuration before boot (CPUID, MSRs, LAPIC, boot
+//! registers) and the run loop on its thread.
 //!
-//! The loop is a small state machine: `Running` until an exit handler, an
-//! error or a kick says `Finished`. Exit decoding is the free function
-//! `handle_exit`, so tests can feed it made-up exits without a VM.
+//! The loop is a small state machine: running until an exit handler
+//! (`super::exits::handle_exit`), an error or a kick says it is finished.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use kvm_bindings::{
     KVM_INTERNAL_ERROR_EMULATION, KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES,
-    KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
-    KVM_SYSTEM_EVENT_SHUTDOWN, Msrs,
+    KVM_MAX_CPUID_ENTRIES, Msrs,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::vm::{KvmError, kvm_err};
+use super::exit_stats::ExitStats;
+use super::exits::{ExitAction, handle_exit};
+use super::vm::{KvmError, Vm, kvm_err};
 use crate::arch::x86_64::{cpuid, msr, regs};
 use crate::config::CpuTemplate;
-use crate::devices::bus::Bus;
-use crate::exit::{ExitSignal, VmExit};
+use crate::devices::bus::IoBuses;
+use crate::exit::{ExitSignal, VmEnd};
 use crate::seccomp::{self, Sandbox};
-use crate::stats::{Dir, ExitStats, Space};
-
-/// The two buses a vCPU exit can land on.
-#[derive(Default)]
-pub struct IoBuses {
-    /// Port I/O (`in`/`out`).
-    pub pio: Bus,
-    /// Memory-mapped I/O (accesses to guest-physical addresses with no RAM).
-    pub mmio: Bus,
-}
-
-/// What the run loop does after an exit.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ExitAction {
-    /// Keep running.
-    Continue,
-    /// The VM ends for this reason.
-    Stop(VmExit),
-    /// KVM_EXIT_INTERNAL_ERROR: the loop reads the details from `kvm_run`.
-    InternalError,
-}
-
-/// Decodes one exit: I/O goes to the buses, the rest decides the VM's fate.
-pub fn handle_exit(exit: VcpuExit, buses: &IoBuses, stats: &mut ExitStats) -> ExitAction {
-    match exit {
-        VcpuExit::IoIn(port, data) => {
-            stats.exit("io-in");
-            let mapped = buses.pio.read(port.into(), data);
-            stats.access(Space::Pio, port.into(), Dir::Read, mapped);
-            ExitAction::Continue
-        }
-        VcpuExit::IoOut(port, data) => {
-            stats.exit("io-out");
-            let mapped = buses.pio.write(port.into(), data);
-            stats.access(Space::Pio, port.into(), Dir::Write, mapped);
-            ExitAction::Continue
-        }
-        VcpuExit::MmioRead(addr, data) => {
-            stats.exit("mmio-read");
-            let mapped = buses.mmio.read(addr, data);
-            stats.access(Space::Mmio, addr, Dir::Read, mapped);
-            ExitAction::Continue
-        }
-        VcpuExit::MmioWrite(addr, data) => {
-            stats.exit("mmio-write");
-            let mapped = buses.mmio.write(addr, data);
-            stats.access(Space::Mmio, addr, Dir::Write, mapped);
-            ExitAction::Continue
-        }
-        VcpuExit::Hlt => {
-            stats.exit("hlt");
-            ExitAction::Continue
-        }
-        VcpuExit::Intr => {
-            stats.exit("intr");
-            ExitAction::Continue
-        }
-        VcpuExit::Shutdown => {
-            stats.exit("shutdown");
-            ExitAction::Stop(VmExit::TripleFault)
-        }
-        VcpuExit::FailEntry(reason, cpu) => {
-            stats.exit("fail-entry");
-            ExitAction::Stop(VmExit::KvmRun(format!(
-                "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason {reason:#x} on host cpu {cpu}"
-            )))
-        }
-        VcpuExit::InternalError => {
-            stats.exit("internal-error");
-            ExitAction::InternalError
-        }
-        VcpuExit::SystemEvent(kind, _) => {
-            stats.exit("system-event");
-            match kind {
-                KVM_SYSTEM_EVENT_SHUTDOWN | KVM_SYSTEM_EVENT_RESET => {
-                    ExitAction::Stop(VmExit::Reset)
-                }
-                KVM_SYSTEM_EVENT_CRASH => ExitAction::Stop(VmExit::Panic),
-                _ => ExitAction::Continue,
-            }
-        }
-        other => {
-            stats.exit("unhandled");
-            ExitAction::Stop(VmExit::KvmRun(format!("unhandled VM exit {other:?}")))
-        }
-    }
-}
 
 /// Static, per-VM facts every vCPU is configured from.
 pub struct VcpuSetup<'a> {
@@ -134,18 +48,19 @@ pub fn base_cpuid(kvm: &Kvm, template: CpuTemplate) -> Result<kvm_bindings::CpuI
 pub struct Vcpu {
     /// Index and APIC ID.
     pub id: u8,
-    /// The KVM vCPU fd.
+    /// The KVM vCPU fd. Declared before `memory`, so dropped first.
     pub fd: VcpuFd,
+    /// Guest RAM: read for error reports, and held so the mappings behind
+    /// the VM's memory slots outlive this fd (see `Vm`).
+    memory: GuestMemoryMmap,
 }
 
 impl Vcpu {
     /// Creates vCPU `id` and configures CPUID, MSRs and LAPIC; the boot vCPU
     /// (0) also gets long-mode registers at the kernel entry. The others wait
     /// in the in-kernel LAPIC for the INIT/SIPI the guest sends them.
-    pub fn new(vm: &VmFd, id: u8, setup: &VcpuSetup) -> Result<Self, KvmError> {
-        let fd = vm
-            .create_vcpu(id.into())
-            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    pub fn new(vm: &Vm, id: u8, setup: &VcpuSetup) -> Result<Self, KvmError> {
+        let (fd, memory) = vm.create_vcpu(id)?;
         let mut cpuid = setup.base_cpuid.clone();
         cpuid::set_topology(cpuid.as_mut_slice(), id, setup.count);
         fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
@@ -178,7 +93,7 @@ impl Vcpu {
             fd.set_fpu(&regs::boot_fpu())
                 .map_err(kvm_err("KVM_SET_FPU"))?;
         }
-        Ok(Vcpu { id, fd })
+        Ok(Vcpu { id, fd, memory })
     }
 
     /// Runs until the VM ends or `stop` is set; returns this vCPU's counters.
@@ -186,7 +101,6 @@ impl Vcpu {
     pub fn run(
         mut self,
         buses: &IoBuses,
-        mem: &GuestMemoryMmap,
         exit: &ExitSignal,
         stop: &AtomicBool,
         sandbox: Sandbox,
@@ -195,7 +109,7 @@ impl Vcpu {
         // The vCPU's own seccomp filter goes in before the first KVM_RUN.
         if sandbox != Sandbox::Off {
             if let Err(e) = seccomp::install_vcpu_filter() {
-                exit.request(VmExit::KvmCall(format!("vCPU {}: {e}", self.id)));
+                exit.request(VmEnd::KvmCall(format!("vCPU {}: {e}", self.id)));
                 return stats;
             }
             if sandbox == Sandbox::TestViolation && self.id == 0 {
@@ -219,7 +133,7 @@ impl Vcpu {
                     ExitAction::Continue
                 }
                 Err(e) => {
-                    ExitAction::Stop(VmExit::KvmCall(format!("KVM_RUN on vCPU {}: {e}", self.id)))
+                    ExitAction::Stop(VmEnd::KvmCall(format!("KVM_RUN on vCPU {}: {e}", self.id)))
                 }
             };
             stats.in_vmm += left.elapsed();
@@ -230,7 +144,7 @@ impl Vcpu {
                     break;
                 }
                 ExitAction::InternalError => {
-                    exit.request(VmExit::KvmRun(self.internal_error_details(mem)));
+                    exit.request(VmEnd::KvmRun(self.internal_error_details()));
                     break;
                 }
             }
@@ -239,7 +153,7 @@ impl Vcpu {
     }
 
     /// RIP, the failing instruction's bytes, and KVM's suberror.
-    fn internal_error_details(&mut self, mem: &GuestMemoryMmap) -> String {
+    fn internal_error_details(&mut self) -> String {
         // SAFETY: after KVM_EXIT_INTERNAL_ERROR, KVM filled the `internal`
         // member of the kvm_run union; it is plain integers.
         let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
@@ -273,7 +187,8 @@ impl Vcpu {
             // Fall back to reading the code from guest memory.
             if t.valid != 0 {
                 let mut buf = [0u8; 15];
-                if mem
+                if self
+                    .memory
                     .read_slice(&mut buf, GuestAddress(t.physical_address))
                     .is_ok()
                 {
@@ -293,102 +208,5 @@ impl Vcpu {
             text.push_str(&format!("; data: [{}]", extra.join(", ")));
         }
         text
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    struct Echo(Vec<u8>);
-    impl crate::devices::bus::BusDevice for Echo {
-        fn read(&mut self, _o: u64, d: &mut [u8]) {
-            d.fill(0x5a);
-        }
-        fn write(&mut self, _o: u64, d: &[u8]) {
-            self.0.extend_from_slice(d);
-        }
-    }
-
-    fn buses() -> (IoBuses, Arc<Mutex<Echo>>) {
-        let dev = Arc::new(Mutex::new(Echo(vec![])));
-        let mut b = IoBuses::default();
-        b.pio.insert(0x3f8, 8, dev.clone()).unwrap();
-        b.mmio.insert(0xd000_0000, 0x1000, dev.clone()).unwrap();
-        (b, dev)
-    }
-
-    #[test]
-    fn io_exits_reach_devices_and_are_counted() {
-        let (b, dev) = buses();
-        let mut s = ExitStats::default();
-        assert_eq!(
-            handle_exit(VcpuExit::IoOut(0x3f8, b"A"), &b, &mut s),
-            ExitAction::Continue
-        );
-        let mut data = [0u8; 4];
-        handle_exit(VcpuExit::MmioRead(0xd000_0010, &mut data), &b, &mut s);
-        assert_eq!(data, [0x5a; 4]);
-        handle_exit(VcpuExit::MmioWrite(0xd000_0000, &[1, 2]), &b, &mut s);
-        assert_eq!(dev.lock().unwrap().0, vec![b'A', 1, 2]);
-        assert_eq!(s.total(), 3);
-    }
-
-    #[test]
-    fn unmapped_accesses_are_ignored_not_fatal() {
-        let (b, _) = buses();
-        let mut s = ExitStats::default();
-        let mut data = [0u8; 2];
-        assert_eq!(
-            handle_exit(VcpuExit::IoIn(0x2f8, &mut data), &b, &mut s),
-            ExitAction::Continue
-        );
-        assert_eq!(data, [0xff, 0xff]);
-        assert_eq!(
-            handle_exit(VcpuExit::MmioWrite(0x1234_0000, &[1]), &b, &mut s),
-            ExitAction::Continue
-        );
-        assert_eq!(s.unmapped[&Space::Pio], 1);
-        assert_eq!(s.unmapped[&Space::Mmio], 1);
-    }
-
-    #[test]
-    fn fatal_exits_map_to_their_vm_exit() {
-        let (b, _) = buses();
-        let mut s = ExitStats::default();
-        assert_eq!(
-            handle_exit(VcpuExit::Shutdown, &b, &mut s),
-            ExitAction::Stop(VmExit::TripleFault)
-        );
-        assert!(matches!(
-            handle_exit(VcpuExit::FailEntry(0x21, 1), &b, &mut s),
-            ExitAction::Stop(VmExit::KvmRun(m)) if m.contains("0x21")
-        ));
-        assert_eq!(
-            handle_exit(VcpuExit::InternalError, &b, &mut s),
-            ExitAction::InternalError
-        );
-        assert_eq!(
-            handle_exit(
-                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, &[]),
-                &b,
-                &mut s
-            ),
-            ExitAction::Stop(VmExit::Reset)
-        );
-        assert_eq!(
-            handle_exit(
-                VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_CRASH, &[]),
-                &b,
-                &mut s
-            ),
-            ExitAction::Stop(VmExit::Panic)
-        );
-        assert!(matches!(
-            handle_exit(VcpuExit::Unknown, &b, &mut s),
-            ExitAction::Stop(VmExit::KvmRun(_))
-        ));
-        assert_eq!(handle_exit(VcpuExit::Hlt, &b, &mut s), ExitAction::Continue);
     }
 }

@@ -1,18 +1,17 @@
-//! The VM file descriptor: guest memory slots, the in-kernel interrupt
-//! controllers and timer, and interrupt/notification eventfds.
+//! The VM: its file descriptor and the guest memory its slots point into,
+//! owned together (`Vm`), plus the in-kernel interrupt controllers and timer.
 //!
 //! KVM API: <https://docs.kernel.org/virt/kvm/api.html> (sections 4.x name
 //! each ioctl used here).
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::arch::x86_64::layout;
 
 /// The KVM API version every kernel since 2.6.22 reports.
 const KVM_API_VERSION: i32 = 12;
-/// Three pages KVM needs for the real-mode TSS on Intel (KVM_SET_TSS_ADDR),
-/// placed in the MMIO gap where no RAM is.
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
 /// A failed KVM call, naming which.
 #[derive(Debug, thiserror::Error)]
@@ -42,43 +41,97 @@ pub fn open_kvm() -> Result<Kvm, KvmError> {
     Ok(kvm)
 }
 
-/// Creates the VM: 1. the VM fd; 2. guest memory slots; 3. the TSS area;
-/// 4. in-kernel PIC + IOAPIC + LAPICs; 5. the in-kernel PIT (i8254).
-pub fn create_vm(kvm: &Kvm, mem: &GuestMemoryMmap) -> Result<VmFd, KvmError> {
-    // 1. The VM.
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    // 2. Each guest RAM region becomes a memory slot backed by our mapping.
-    for (slot, region) in mem.iter().enumerate() {
-        let host = mem
-            .get_host_address(region.start_addr())
-            .expect("a region's own start address is mapped");
-        let slot_desc = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().raw_value(),
-            memory_size: region.len(),
-            userspace_addr: host as u64,
+/// A VM: the VM fd together with the guest memory its slots point into.
+///
+/// Owning both is what makes the memory slots sound: the slots are
+/// registered here, from mappings this struct owns, and `fd` is declared
+/// (so dropped) before `memory`. vCPUs are created through `create_vcpu`
+/// and get their own handle on the memory (`GuestMemoryMmap` shares its
+/// regions by reference count), so no KVM object that can reach the slots
+/// outlives the mappings.
+pub struct Vm {
+    // Field order is drop order: the fd (and with it the slots) first.
+    fd: VmFd,
+    kvm: Kvm,
+    memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Creates the VM: 1. the VM fd; 2. guest memory slots; 3. the TSS
+    /// area; 4. in-kernel PIC + IOAPIC + LAPICs; 5. the in-kernel PIT (i8254).
+    pub fn new(kvm: Kvm, memory: GuestMemoryMmap) -> Result<Vm, KvmError> {
+        // 1. The VM.
+        let fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        // 2. Each guest RAM region becomes a memory slot backed by our mapping.
+        for (slot, region) in memory.iter().enumerate() {
+            let slot_desc = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().raw_value(),
+                memory_size: region.len(),
+                userspace_addr: region.as_ptr() as u64,
+            };
+            // SAFETY: `region.as_ptr()` is the start of a live mapping of
+            // `region.len()` bytes held by `memory`, which this function
+            // moves into the returned `Vm` beside `fd`; on an early return
+            // both are dropped, the fd first. The `Vm` drops `fd` before
+            // `memory`, and vCPU fds carry their own reference on the
+            // regions (`create_vcpu`), so KVM never sees the slot after its
+            // mapping is gone.
+            unsafe { fd.set_user_memory_region(slot_desc) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        // 3. Intel VMX needs three pages for a real-mode TSS.
+        fd.set_tss_address(layout::KVM_TSS_ADDRESS as usize)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        // 4. Interrupt controllers in the kernel: the guest's APIC traffic and
+        // HLT never leave KVM.
+        fd.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        // 5. The PIT, with a dummy speaker port so port 0x61 is KVM's too.
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
         };
-        // SAFETY: `host` is the start of a live mapping of `region.len()`
-        // bytes owned by `mem`, which the `Vmm` keeps alive for as long as
-        // the VM fd exists.
-        unsafe { vm.set_user_memory_region(slot_desc) }
-            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        Ok(Vm { fd, kvm, memory })
     }
-    // 3. Intel VMX needs three pages for a real-mode TSS.
-    vm.set_tss_address(KVM_TSS_ADDRESS)
-        .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
-    // 4. Interrupt controllers in the kernel: the guest's APIC traffic and
-    // HLT never leave KVM.
-    vm.create_irq_chip()
-        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-    // 5. The PIT, with a dummy speaker port so port 0x61 is KVM's too.
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-    Ok(vm)
+
+    /// The VM fd, for irqfds, ioeventfds and vCPU creation.
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    /// The `/dev/kvm` handle the VM came from (CPUID, MSR lists).
+    pub fn kvm(&self) -> &Kvm {
+        &self.kvm
+    }
+
+    /// Guest RAM. Clones share the same mappings.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    /// Creates vCPU `id`: its fd, and a handle on guest memory that keeps
+    /// the mappings alive as long as the vCPU (see the type's doc).
+    pub fn create_vcpu(&self, id: u8) -> Result<(VcpuFd, GuestMemoryMmap), KvmError> {
+        let fd = self
+            .fd
+            .create_vcpu(id.into())
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        Ok((fd, self.memory.clone()))
+    }
+
+    /// Host virtual address ranges `[start, end)` backing guest RAM.
+    pub fn guest_host_ranges(&self) -> Vec<(u64, u64)> {
+        self.memory
+            .iter()
+            .map(|r| {
+                let host = r.as_ptr() as u64;
+                (host, host + r.len())
+            })
+            .collect()
+    }
 }
 
 /// The most vCPUs this KVM accepts (`KVM_CAP_MAX_VCPUS`).

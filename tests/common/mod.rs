@@ -116,9 +116,7 @@ pub fn kvm_available(test: &str) -> bool {
 
 /// Directory of the built Linux guest (kernels/build.sh output).
 pub fn kernel_dir() -> PathBuf {
-    std::env::var_os("TINYVMM_KERNEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kernels"))
+    tinyvmm::kernel_dir::kernel_dir_for(Path::new(tinyvmm()))
 }
 
 /// The built guest file `name`, or `None` (with the reason printed).

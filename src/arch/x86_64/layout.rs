@@ -40,6 +40,12 @@ pub const DEBUG_EXIT_MMIO: u64 = MMIO_GAP_START + 0x1000;
 pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
 /// Size of one virtio-mmio window.
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// End of the device-window range: 256 MiB of windows, far below the
+/// IOAPIC (0xfec0_0000) and the TSS pages.
+pub const VIRTIO_MMIO_END: u64 = 0xe000_0000;
+/// Three pages KVM needs for the real-mode TSS on Intel (`KVM_SET_TSS_ADDR`),
+/// in the MMIO gap where no RAM is (below the IOAPIC and LAPIC pages).
+pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// End of the MMIO gap (4 GiB); RAM beyond 3 GiB continues here.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// Size of the MMIO gap.

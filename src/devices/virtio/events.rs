@@ -54,7 +54,7 @@ impl<D: VirtioDevice> MutEventSubscriber for VirtioEvents<D> {
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        let mut transport = self.transport.lock().unwrap_or_else(|e| e.into_inner());
+        let mut transport = crate::sync::lock(&self.transport);
         if let Some(i) = self.fds.iter().position(|f| f.as_raw_fd() == events.fd()) {
             // Reading resets the counter: several signals are one round of
             // work. For a queue, the count is the guest's notifications.

@@ -13,8 +13,8 @@
 //! - `events.rs`: the event-manager subscriber that does the device work on
 //!   the main thread when a queue notification (ioeventfd) or a device event
 //!   arrives. vCPU threads only touch registers.
-//! - `manager.rs`: gives each device its window, GSI (irqfd), ioeventfds
-//!   and `virtio_mmio.device=` command-line entry.
+//! - `crate::devices::manager` gives each device its window, GSI (irqfd),
+//!   ioeventfds and `virtio_mmio.device=` command-line entry.
 //!
 //! On Linux with `console=hvc0`, kernel messages printed before the virtio
 //! console driver has probed are lost (hvc0 has no early backend); the 8250
@@ -26,7 +26,6 @@
 
 pub mod console;
 pub mod events;
-pub mod manager;
 pub mod mmio;
 pub mod queue;
 pub mod regs;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::container::bundle;
+use crate::lab::container::bundle;
 
 /// What the workload does, in each path's own option syntax.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -49,17 +49,12 @@ impl Workload {
     }
 }
 
-/// Boot options that get Linux 6.1 past the instructions an emulated guest
-/// kernel mode cannot run (shared/HOST.md). QEMU needs them on such hosts:
-/// its `-cpu host,-xsave,...` did not keep the kernel from `xrstor`
-/// (emulation failure at boot, measured with QEMU 7.2). tinyvmm's `minimal`
-/// CPUID template boots the same kernel without them, but both VMMs get the
-/// same command line so that both guests do the same work.
-pub const PVM_LINUX_OPTIONS: &str =
-    "noxsave clearcpuid=popcnt,cx16,smap,fsgsbase,rdrand,rdseed,invpcid,pcid,rdpid,avx,avx2,pku";
-
-/// CPU features QEMU hides on such hosts (the same list as tinyvmm's
-/// `minimal` CPUID template; `arch-capabilities`: the host refuses MSR 0x10a).
+/// CPU features QEMU hides on hosts whose KVM emulates guest kernel mode
+/// (the same features as tinyvmm's `minimal` CPUID template;
+/// `arch-capabilities`: the host refuses MSR 0x10a). QEMU's `-cpu` flags
+/// do not reach the guest kernel's `cpuid` there, so QEMU's Linux guest
+/// also gets the template's kernel options
+/// (`crate::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS`), as tinyvmm's does.
 pub const PVM_QEMU_CPU: &str = "host,-arch-capabilities,-cx16,-xsave,-popcnt,-smap,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-rdpid,-avx,-avx2,-pku";
 
 #[cfg(test)]

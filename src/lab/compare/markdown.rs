@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::paths::PathId;
 use super::results::{PathResult, Report};
-use crate::measure::Summary;
+use crate::lab::measure::Summary;
 
 /// A time in ms, with a unit that suits it.
 pub fn time(ms: f64) -> String {

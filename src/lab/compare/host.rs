@@ -37,18 +37,13 @@ fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-/// Whether the paravirtual KVM module that emulates guest kernel mode is loaded.
-pub fn kvm_is_pvm() -> bool {
-    Path::new("/sys/module/kvm_pvm").exists()
-}
-
 impl Host {
     /// Reads the host description.
     pub fn detect() -> Host {
         let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
         let cpuinfo = read("/proc/cpuinfo");
         let meminfo = read("/proc/meminfo");
-        let pvm = kvm_is_pvm();
+        let pvm = crate::host::kvm_emulates_guest_kernel();
         let kvm = ["kvm_pvm", "kvm_intel", "kvm_amd"]
             .into_iter()
             .find(|m| Path::new("/sys/module").join(m).exists())

@@ -4,13 +4,13 @@
 //! running a container) is measured the same way: as a process launched
 //! from here (`launch`), timed with the monotonic clock from spawn to the
 //! workload's marker line and to exit, its memory read from /proc at the
-//! moment each of its processes exits (`trace`, `procfs`), and repeated
-//! runs summarised (`stats`).
+//! moment each of its processes exits (`trace`, `crate::host::procfs`), and repeated
+//! runs summarised (`distribution`).
 
+pub mod distribution;
+pub mod isolation;
 pub mod launch;
-pub mod procfs;
-pub mod stats;
 pub mod trace;
 
+pub use distribution::Summary;
 pub use launch::{Ending, LaunchSpec, RunRecord, launch, launch_all};
-pub use stats::Summary;

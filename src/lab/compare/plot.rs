@@ -124,10 +124,10 @@ fn panel<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::host::Host;
-    use crate::compare::paths::Workload;
-    use crate::compare::results::{Footprint, PathResult, Startup};
-    use crate::measure::Summary;
+    use crate::lab::compare::host::Host;
+    use crate::lab::compare::paths::Workload;
+    use crate::lab::compare::results::{Footprint, PathResult, Startup};
+    use crate::lab::measure::Summary;
 
     #[test]
     fn svg_has_one_bar_label_per_path() {

@@ -3,8 +3,8 @@
 
 use super::paths::PathId;
 use super::results::{Density, Footprint, Isolation, Startup};
-use crate::measure::trace::ProcRecord;
-use crate::measure::{Ending, RunRecord, Summary};
+use crate::lab::measure::trace::ProcRecord;
+use crate::lab::measure::{Ending, RunRecord, Summary};
 /// Whether a run did what the workload asks.
 pub fn run_ok(r: &RunRecord, expected_exit: i32) -> bool {
     r.marker.is_some() && r.ending == Ending::Exited(expected_exit)
@@ -97,7 +97,7 @@ pub fn fill_guest_from_vmm(rec: &mut RunRecord) {
         .iter_mut()
         .find(|p| p.root && p.guest.is_none())
     {
-        root.guest = Some(crate::measure::procfs::MemSizes {
+        root.guest = Some(crate::host::procfs::MemSizes {
             rss_kib: kib,
             pss_kib: kib,
         });
@@ -262,7 +262,7 @@ pub fn isolation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::procfs::{MemSizes, ProcStatus};
+    use crate::host::procfs::{MemSizes, ProcStatus};
     use std::time::Duration;
 
     pub(crate) fn proc_rec(name: &str, root: bool, hwm: u64, guest: Option<u64>) -> ProcRecord {

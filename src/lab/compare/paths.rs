@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::MARKER;
-pub use super::workload::{PVM_LINUX_OPTIONS, PVM_QEMU_CPU, Workload};
-use crate::container::{Bundle, Runtime, RuntimeKind};
-use crate::measure::LaunchSpec;
+pub use super::workload::{PVM_QEMU_CPU, Workload};
+use crate::lab::MARKER;
+use crate::lab::container::{Bundle, Runtime, RuntimeKind};
+use crate::lab::measure::LaunchSpec;
 
 /// One way to run the workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -85,7 +85,9 @@ impl Context {
     fn linux_cmdline(&self) -> String {
         let mut c = format!("console=ttyS0 {}", crate::config::DEFAULT_CMDLINE);
         if self.pvm {
-            c = format!("{c} {PVM_LINUX_OPTIONS}");
+            // The same options tinyvmm's `minimal` template adds (it adds
+            // them only once), so both VMMs' guests get one command line.
+            c = format!("{c} {}", crate::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS);
         }
         format!("{c} {}", self.workload.linux_cmdline())
     }
@@ -261,7 +263,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             Ok(vmm(ctx.tinyvmm.clone(), args, ctx.linux_timeout, image))
         }
         PathId::QemuLinux => {
-            let qemu = crate::container::runtime::which("qemu-system-x86_64").ok_or(
+            let qemu = crate::lab::which("qemu-system-x86_64").ok_or(
                 "qemu-system-x86_64 not found in PATH (install the Debian package qemu-system-x86)",
             )?;
             kvm()?;

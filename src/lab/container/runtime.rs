@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::{Bundle, ContainerError};
-use crate::measure::LaunchSpec;
+use crate::lab::measure::LaunchSpec;
 
 /// The two OCI runtimes we compare against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,14 +60,6 @@ pub struct Runtime {
     pub version: String,
     /// Whether it runs in a private mount namespace without the cgroup2 mount.
     pub private_cgroup_view: bool,
-}
-
-/// Finds `name` in `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Whether `mounts` (the text of /proc/self/mounts) shows the hybrid
@@ -122,7 +114,7 @@ fn private_cgroup_view() -> io::Result<()> {
 impl Runtime {
     /// Finds and checks a runtime; the error says why it is unusable.
     pub fn find(kind: RuntimeKind) -> Result<Runtime, ContainerError> {
-        let path = which(kind.name()).ok_or(ContainerError::Missing(kind.name()))?;
+        let path = crate::lab::which(kind.name()).ok_or(ContainerError::Missing(kind.name()))?;
         let out = Command::new(&path)
             .arg("--version")
             .stdin(Stdio::null())
@@ -164,7 +156,7 @@ impl Runtime {
         LaunchSpec {
             program: self.path.clone(),
             args: self.run_args(bundle, id),
-            marker: crate::compare::MARKER.into(),
+            marker: crate::lab::MARKER.into(),
             guest_memory: None,
             pre_exec: self
                 .private_cgroup_view
@@ -222,12 +214,6 @@ mod tests {
             "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
         ));
         assert!(!is_hybrid_cgroup_layout(""));
-    }
-
-    #[test]
-    fn which_finds_sh_and_not_nonsense() {
-        assert!(which("sh").is_some());
-        assert!(which("surely-not-a-program-tinyvmm").is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::host::Host;
 use super::paths::{PathId, Workload};
-use crate::measure::Summary;
+use crate::lab::measure::Summary;
 
 /// A whole comparison.
 #[derive(Clone, Debug, Serialize)]

@@ -23,7 +23,8 @@ use std::io;
 
 use serde::Serialize;
 
-use super::procfs::{self, MemSizes, ProcStatus};
+use super::isolation::namespaces_apart_from_us;
+use crate::host::procfs::{self, MemSizes, ProcStatus};
 
 /// Options every tracee gets: follow forks and vforks, stop at exec and
 /// exit, and kill the tracees if the tracer dies (no orphan left stopped).
@@ -74,7 +75,7 @@ pub fn read_exit_facts(tid: i32, root: i32, guest_size: Option<u64>) -> ProcReco
     let mem = procfs::read(tid, "smaps_rollup").and_then(|t| procfs::parse_smaps_rollup(&t));
     let guest = match guest_size {
         Some(size) if pid == root => {
-            procfs::read(tid, "smaps").and_then(|t| procfs::anon_mapping_of_size(&t, size))
+            procfs::read(tid, "smaps").and_then(|t| anon_mapping_of_size(&t, size))
         }
         _ => None,
     };
@@ -84,8 +85,24 @@ pub fn read_exit_facts(tid: i32, root: i32, guest_size: Option<u64>) -> ProcReco
         status,
         mem,
         guest,
-        namespaces_apart: procfs::namespaces_apart_from_us(tid),
+        namespaces_apart: namespaces_apart_from_us(tid),
     }
+}
+
+/// In the text of `/proc/<pid>/smaps`, the resident and proportional size
+/// of the anonymous mapping of exactly `size_bytes`: a VMM's guest RAM
+/// (tinyvmm and QEMU both map guest memory as one private anonymous
+/// region of the guest's size when it fits below the 3 GiB MMIO gap). Of
+/// several such mappings, the one with the most resident pages.
+pub fn anon_mapping_of_size(smaps: &str, size_bytes: u64) -> Option<MemSizes> {
+    procfs::mappings(smaps)
+        .into_iter()
+        .filter(|m| m.anonymous && m.size_kib == size_bytes / 1024)
+        .max_by_key(|m| m.rss_kib)
+        .map(|m| MemSizes {
+            rss_kib: m.rss_kib,
+            pss_kib: m.pss_kib,
+        })
 }
 
 /// `PTRACE_TRACEME`: called in the child between fork and exec.
@@ -176,6 +193,33 @@ pub fn decode(status: i32) -> WaitEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SMAPS: &str = "\
+5600-5700 r-xp 00000000 fd:01 1234 /usr/bin/tinyvmm
+Size:             131072 kB
+Rss:                 100 kB
+Pss:                 100 kB
+7f00-7f10 rw-p 00000000 00:00 0
+Size:             131072 kB
+Rss:                2048 kB
+Pss:                2048 kB
+7f20-7f30 rw-p 00000000 00:00 0
+Size:               8192 kB
+Rss:                  40 kB
+Pss:                  40 kB
+7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
+Size:             131072 kB
+Rss:                9999 kB
+Pss:                9999 kB
+";
+
+    #[test]
+    fn guest_mapping_is_the_anonymous_one_of_guest_size() {
+        let m = anon_mapping_of_size(SMAPS, 128 << 20).unwrap();
+        assert_eq!((m.rss_kib, m.pss_kib), (2048, 2048));
+        assert_eq!(anon_mapping_of_size(SMAPS, 8 << 20).unwrap().rss_kib, 40);
+        assert_eq!(anon_mapping_of_size(SMAPS, 256 << 20), None);
+    }
 
     #[test]
     fn wait_statuses_decode() {

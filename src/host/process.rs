@@ -1,11 +1,14 @@
-//! The VMM's own cost, measured from inside: CPU time, and resident memory
-//! split into "guest RAM" and "everything else" (what the VMM adds).
+//! This process's own cost, measured from inside: CPU time, resident
+//! memory split into "guest RAM" and "everything else" (what the VMM adds),
+//! and the fd/thread/RSS census `--repeat` prints.
 //!
-//! Resident memory comes from /proc/self/smaps: each mapping's `Rss:` line,
-//! attributed to the guest when the mapping lies inside guest RAM's host
-//! mappings. proc(5) documents the format.
+//! Resident memory comes from /proc/self/smaps (parsed by `super::procfs`):
+//! each mapping's `Rss:`, attributed to the guest when the mapping lies
+//! inside one of guest RAM's host mappings.
 
 use std::time::Duration;
+
+use super::procfs;
 
 /// Resident memory of this process, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,24 +37,15 @@ pub fn process_cpu_time() -> Duration {
 /// ranges `[start, end)`) and the rest.
 pub fn split_resident(smaps: &str, guest_ranges: &[(u64, u64)]) -> Resident {
     let mut res = Resident::default();
-    let mut in_guest = false;
-    for line in smaps.lines() {
-        let mut words = line.split_whitespace();
-        let Some(first) = words.next() else { continue };
-        if let Some((lo, hi)) = first.split_once('-') {
-            // A mapping header: "start-end perms offset dev inode path".
-            if let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) {
-                in_guest = guest_ranges.iter().any(|&(s, e)| lo >= s && hi <= e);
-                continue;
-            }
-        }
-        if first == "Rss:" {
-            let kib: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-            if in_guest {
-                res.guest += kib * 1024;
-            } else {
-                res.vmm += kib * 1024;
-            }
+    for m in procfs::mappings(smaps) {
+        let in_guest = guest_ranges
+            .iter()
+            .any(|&(s, e)| m.start >= s && m.end <= e);
+        let bytes = m.rss_kib * 1024;
+        if in_guest {
+            res.guest += bytes;
+        } else {
+            res.vmm += bytes;
         }
     }
     res
@@ -82,27 +76,19 @@ impl std::fmt::Display for Census {
 
 /// Open fds, threads and RSS of this process now.
 pub fn census() -> Census {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let status = procfs::parse_status(&procfs::read_self("status").unwrap_or_default());
     Census {
         fds: std::fs::read_dir("/proc/self/fd")
             .map(|d| d.count())
             .unwrap_or(0),
-        threads: field("Threads:") as usize,
-        rss: field("VmRSS:") * 1024,
+        threads: status.threads.unwrap_or(0) as usize,
+        rss: status.vm_rss_kib.unwrap_or(0) * 1024,
     }
 }
 
 /// This process's resident memory, split around guest RAM.
 pub fn resident(guest_ranges: &[(u64, u64)]) -> Resident {
-    std::fs::read_to_string("/proc/self/smaps")
+    procfs::read_self("smaps")
         .map(|s| split_resident(&s, guest_ranges))
         .unwrap_or_default()
 }

@@ -1,6 +1,6 @@
 //! `tinyvmm compare`: the same workload on every path (tinyvmm + tiny
 //! guest, tinyvmm + Linux, QEMU microvm + Linux, crun, runc), measured
-//! the same way (`crate::measure`), reported as the VMs-vs-containers
+//! the same way (`crate::lab::measure`), reported as the VMs-vs-containers
 //! table.
 //!
 //! Per path: `--runs` timed runs (Linux paths: `--linux-runs`); memory is
@@ -26,10 +26,7 @@ use paths::{Context, PathId, Prepared, Workload};
 use results::{PathResult, Report};
 
 use crate::exit::EXIT_BAD_CONFIG;
-use crate::measure::{self, RunRecord};
-
-/// The line every workload prints when it runs.
-pub const MARKER: &str = "TINYVMM-GUEST-OK";
+use crate::lab::measure::{self, RunRecord};
 
 /// Traced runs that give a container path its memory figures.
 const CONTAINER_TRACED_RUNS: usize = 3;
@@ -119,18 +116,6 @@ pub fn run(args: &CompareArgs) -> u8 {
     }
 }
 
-fn default_kernels() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TINYVMM_KERNEL_DIR") {
-        return dir.into();
-    }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("kernels")));
-    beside
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(|| "target/kernels".into())
-}
-
 fn context(args: &CompareArgs) -> Result<Context, CompareError> {
     let usage = |m: String| CompareError::Usage(m);
     if args.runs == 0 || args.linux_runs == Some(0) {
@@ -142,16 +127,20 @@ fn context(args: &CompareArgs) -> Result<Context, CompareError> {
         None => std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?,
     };
     let scratch = std::env::temp_dir().join(format!("tinyvmm-compare-{}", std::process::id()));
+    let kernels = args
+        .kernels
+        .clone()
+        .unwrap_or_else(|| crate::kernel_dir::kernel_dir_for(&tinyvmm));
     Ok(Context {
         tinyvmm,
-        kernels: args.kernels.clone().unwrap_or_else(default_kernels),
+        kernels,
         memory: (memory, args.memory.clone()),
         workload: Workload {
             loop_iters: args.loop_iters,
             touch_mib: args.touch,
             exit: args.exit,
         },
-        pvm: host::kvm_is_pvm(),
+        pvm: crate::host::kvm_emulates_guest_kernel(),
         scratch,
         linux_timeout: Duration::from_secs(args.linux_timeout),
     })
@@ -309,7 +298,7 @@ fn measure_path(
             summary::isolation(
                 id,
                 &r.processes,
-                measure::procfs::host_syscalls(),
+                measure::isolation::host_syscalls(),
                 host_kernel.trim(),
             )
         }),

@@ -1,0 +1,136 @@
+//! The vCPU threads of a running VM: start one named thread per vCPU, kick
+//! them out of `KVM_RUN`, and join them with a deadline, collecting each
+//! vCPU's exit counters.
+//!
+//! A kick is the real-time signal of `crate::signals`: its delivery makes a
+//! thread's `KVM_RUN` return `EINTR`, after which the loop sees `stop` (or
+//! the VM's recorded ending) and returns. A signal that lands just before
+//! the thread enters `KVM_RUN` is not seen by KVM, so the kick repeats
+//! until the thread has finished or the deadline passes.
+
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::exit_stats::ExitStats;
+use super::vcpu::Vcpu;
+use crate::devices::bus::IoBuses;
+use crate::exit::ExitSignal;
+use crate::seccomp::Sandbox;
+use crate::signals;
+
+/// How often a kick is repeated while a thread has not finished.
+const KICK_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The running vCPU threads.
+pub struct VcpuHandles {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(u8, JoinHandle<ExitStats>)>,
+}
+
+/// What joining the vCPU threads found.
+#[derive(Debug, Default)]
+pub struct Joined {
+    /// Each finished vCPU's exit counters, by vCPU id.
+    pub per_vcpu: Vec<(u8, ExitStats)>,
+    /// vCPUs whose thread had not finished by the deadline. They are left
+    /// running; the process ends them when it exits.
+    pub stuck: Vec<u8>,
+    /// vCPUs whose thread panicked (their counters are lost).
+    pub panicked: Vec<u8>,
+}
+
+impl Joined {
+    /// The counters of every vCPU, merged.
+    pub fn merged(&self) -> ExitStats {
+        let mut all = ExitStats::default();
+        for (_, s) in &self.per_vcpu {
+            all.merge(s);
+        }
+        all
+    }
+}
+
+impl VcpuHandles {
+    /// Starts one thread per vCPU, named `vcpu<N>`, running `Vcpu::run`.
+    /// If a thread cannot be started, the ones already running are
+    /// stopped and joined before the error is returned.
+    pub fn start(
+        vcpus: Vec<Vcpu>,
+        buses: Arc<IoBuses>,
+        exit: Arc<ExitSignal>,
+        sandbox: Sandbox,
+    ) -> std::io::Result<VcpuHandles> {
+        let mut handles = VcpuHandles {
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::with_capacity(vcpus.len()),
+        };
+        for vcpu in vcpus {
+            let id = vcpu.id;
+            let (buses, exit, stop) = (buses.clone(), exit.clone(), handles.stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu.run(&buses, &exit, &stop, sandbox));
+            match spawned {
+                Ok(thread) => handles.threads.push((id, thread)),
+                Err(e) => {
+                    handles.join(Duration::from_secs(1));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(handles)
+    }
+
+    /// Number of vCPU threads.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// Tells every vCPU to stop and kicks each unfinished thread once.
+    pub fn kick(&self) {
+        self.stop.store(true, Ordering::Release);
+        for (_, thread) in &self.threads {
+            if !thread.is_finished() {
+                // SAFETY: `thread` has not been joined (we own its handle),
+                // so its pthread_t names a live or not-yet-reaped thread;
+                // the kick signal's handler is installed by `signals::install`
+                // before any vCPU starts and does nothing.
+                unsafe { libc::pthread_kill(thread.as_pthread_t(), signals::kick_signal()) };
+            }
+        }
+    }
+
+    /// Stops every vCPU: kicks until each thread has finished or `deadline`
+    /// has passed, then joins the finished ones.
+    pub fn join(self, deadline: Duration) -> Joined {
+        let until = Instant::now() + deadline;
+        loop {
+            self.kick();
+            let running = self.threads.iter().any(|(_, t)| !t.is_finished());
+            if !running || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(KICK_INTERVAL);
+        }
+        let mut joined = Joined::default();
+        for (id, thread) in self.threads {
+            if !thread.is_finished() {
+                joined.stuck.push(id);
+                continue;
+            }
+            match thread.join() {
+                Ok(stats) => joined.per_vcpu.push((id, stats)),
+                Err(_) => joined.panicked.push(id),
+            }
+        }
+        joined
+    }
+}

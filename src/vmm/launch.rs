@@ -1,0 +1,59 @@
+//! The `tinyvmm run` command: the command line becomes a `VmConfig`, the
+//! VMM's seccomp filter goes in, then the VM is built, run and reported on
+//! (`--repeat N` times). Returns the process exit code.
+
+use std::time::Instant;
+
+use super::Vmm;
+use super::report::print_report;
+use crate::cli::RunArgs;
+use crate::{exit, seccomp, signals};
+
+/// `tinyvmm run`: build and run one VM, report on stderr, return the exit code.
+pub fn run_command(args: &RunArgs, process_start: Instant) -> u8 {
+    signals::die_with_parent();
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tinyvmm: {e}");
+            return exit::EXIT_BAD_CONFIG;
+        }
+    };
+    if config.sandbox == seccomp::Sandbox::Off {
+        eprintln!(
+            "tinyvmm: WARNING: --no-seccomp: running WITHOUT the seccomp sandbox; debugging only"
+        );
+    } else if let Err(e) = seccomp::install_vmm_filter() {
+        eprintln!("tinyvmm: {e}");
+        return exit::EXIT_KVM_UNAVAILABLE;
+    }
+    let mut code = 0;
+    for boot in 1..=args.repeat {
+        let started = Instant::now();
+        let report = match Vmm::build(&config, process_start).and_then(Vmm::run) {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("tinyvmm: {e}");
+                return e.exit_code();
+            }
+        };
+        print_report(&config, &report);
+        code = report.exit.code();
+        if args.repeat > 1 {
+            let marker = report.markers.first().map_or(String::new(), |m| {
+                format!(", marker {:.3} ms", m.since_build_start.as_secs_f64() * 1e3)
+            });
+            eprintln!(
+                "tinyvmm: boot {boot}/{}: exit {code}, {:.3} ms (build {:.3} ms{marker}); {}",
+                args.repeat,
+                started.elapsed().as_secs_f64() * 1e3,
+                report.build_time.as_secs_f64() * 1e3,
+                crate::host::process::census()
+            );
+        }
+        if matches!(report.exit, exit::VmEnd::Signal(_)) {
+            break;
+        }
+    }
+    code
+}

@@ -1,0 +1,180 @@
+//! The VMM: `Vmm::build` turns a `VmConfig` into a ready VM, `Vmm::run`
+//! (run.rs) runs it to its end. The build reads top to bottom:
+//! memory -> kernel -> VM -> devices -> boot structures -> vCPUs.
+//!
+//! - `images.rs`: opening and loading the kernel and initrd, and the full
+//!   kernel command line.
+//! - `run.rs`: vCPU threads, the event loop, the ending.
+//! - `report.rs`: what a run measured, and what `run` prints about it.
+//! - `launch.rs`: the `tinyvmm run` command: sandbox, build, run, report.
+
+pub mod images;
+pub mod launch;
+pub mod report;
+pub mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vm_memory::GuestMemoryMmap;
+
+use crate::arch::x86_64::boot::{self, BootError};
+use crate::arch::x86_64::{cpuid, mptable, regs};
+use crate::config::{ConfigError, ConsoleKind, VmConfig};
+use crate::devices::boot_timer::BootTimer;
+use crate::devices::legacy::SerialSetup;
+use crate::devices::manager::{DeviceError, DeviceManager};
+use crate::devices::output::{DEFAULT_CAPACITY, GuestOutput};
+use crate::exit::{self, ExitSignal};
+use crate::kvm::vcpu::{Vcpu, VcpuSetup, base_cpuid};
+use crate::kvm::vm::{KvmError, Vm, kvm_err, max_vcpus, open_kvm};
+
+/// Why a VM could not be built or run. Each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A kernel or initrd file could not be opened.
+    #[error("{0}: {1}")]
+    ImageFile(PathBuf, String),
+    /// The kernel or initrd could not be loaded.
+    #[error("{0}: {1}")]
+    Image(String, BootError),
+    /// Guest memory could not be mapped.
+    #[error("guest memory of {0} MiB could not be mapped: {1}")]
+    Memory(u64, String),
+    /// A KVM call failed.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// A device could not be set up.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    /// Something else the VM needs could not be set up.
+    #[error("setting up {0}: {1}")]
+    Setup(&'static str, String),
+}
+
+impl VmmError {
+    /// The documented process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            VmmError::Config(_) | VmmError::Memory(..) => exit::EXIT_BAD_CONFIG,
+            VmmError::ImageFile(..) | VmmError::Image(..) => exit::EXIT_BAD_IMAGE,
+            VmmError::Kvm(_) | VmmError::Devices(_) | VmmError::Setup(..) => {
+                exit::EXIT_KVM_UNAVAILABLE
+            }
+        }
+    }
+}
+
+/// Wraps any displayable error as a `Setup` error about `what`.
+pub(crate) fn setup_err<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> VmmError {
+    move |e| VmmError::Setup(what, e.to_string())
+}
+
+/// A built VM, ready to run.
+pub struct Vmm {
+    config: VmConfig,
+    // Field order is drop order: vCPUs and devices before the VM.
+    vcpus: Vec<Vcpu>,
+    devices: DeviceManager,
+    vm: Vm,
+    exit: Arc<ExitSignal>,
+    output: GuestOutput,
+    boot_timer: Arc<BootTimer>,
+    build_time: Duration,
+}
+
+impl Vmm {
+    /// Builds a VM from `config`. `process_start` is when `main` began.
+    pub fn build(config: &VmConfig, process_start: Instant) -> Result<Vmm, VmmError> {
+        let build_start = Instant::now();
+        config.validate()?;
+
+        // 1. Guest memory: anonymous mappings, split around the MMIO gap.
+        let mem = GuestMemoryMmap::from_ranges(&boot::ram_ranges(config.memory))
+            .map_err(|e| VmmError::Memory(config.memory >> 20, e.to_string()))?;
+
+        // 2. Kernel and initrd into guest memory: bad images fail before any KVM call.
+        let kernel = images::load_kernel(&mem, &config.kernel)?;
+        let initrd = images::load_initrd(&mem, &kernel, config)?;
+
+        // 3. The VM: memory slots, irqchip, PIT.
+        let kvm = open_kvm()?;
+        let max = max_vcpus(&kvm);
+        if usize::from(config.vcpus) > max {
+            return Err(ConfigError::Vcpus(config.vcpus.into(), max as u64).into());
+        }
+        let vm = Vm::new(kvm, mem)?;
+
+        // 4. Devices on the buses, owned by the device manager.
+        let exit = Arc::new(ExitSignal::new().map_err(setup_err("the exit eventfd"))?);
+        let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
+        let output = guest_output(config.console)?;
+        let mut devices = DeviceManager::new();
+        let serial = match (config.serial, config.console) {
+            (false, _) => SerialSetup::Absent,
+            (true, ConsoleKind::Serial) => SerialSetup::Console,
+            (true, _) => SerialSetup::Output,
+        };
+        devices.attach_legacy_devices(vm.fd(), serial, &exit, &boot_timer, &output)?;
+        if config.console == ConsoleKind::Virtio {
+            devices.attach_virtio_console(vm.fd(), vm.memory(), &output)?;
+        }
+        let cmdline = images::full_cmdline(config, devices.cmdline_entries());
+        crate::config::validate_cmdline(&cmdline)?;
+
+        // 5. Boot structures: zero page + command line, MP table, GDT, page tables.
+        let mem = vm.memory();
+        boot::write_boot_params(mem, &kernel, initrd, &cmdline, config.memory)
+            .map_err(|e| VmmError::Image(images::kernel_name(&config.kernel), e))?;
+        mptable::setup_mptable(mem, config.vcpus).map_err(setup_err("the MP table"))?;
+        regs::write_gdt_and_idt(mem).map_err(setup_err("the GDT"))?;
+        regs::write_page_tables(mem).map_err(setup_err("the page tables"))?;
+
+        // 6. vCPUs: CPUID (template + topology), MSRs, LAPIC, boot registers.
+        let template = cpuid::resolve_template(config.cpu_template);
+        let base_cpuid = base_cpuid(vm.kvm(), template)?;
+        let supported_msrs = vm
+            .kvm()
+            .get_msr_index_list()
+            .map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?;
+        let setup = VcpuSetup {
+            base_cpuid: &base_cpuid,
+            supported_msrs: supported_msrs.as_slice(),
+            count: config.vcpus,
+            entry: kernel.entry.0,
+        };
+        let vcpus = (0..config.vcpus)
+            .map(|id| Vcpu::new(&vm, id, &setup))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Vmm {
+            config: config.clone(),
+            vcpus,
+            devices,
+            vm,
+            exit,
+            output,
+            boot_timer,
+            build_time: build_start.elapsed(),
+        })
+    }
+
+    /// The devices of this VM.
+    pub fn devices(&self) -> &DeviceManager {
+        &self.devices
+    }
+}
+
+/// Where the guest's console output goes: stdout, or nowhere with
+/// `--console none` (it is still scanned for a panic line).
+fn guest_output(console: ConsoleKind) -> Result<GuestOutput, VmmError> {
+    match console {
+        ConsoleKind::None => GuestOutput::new(Box::new(std::io::sink()), DEFAULT_CAPACITY),
+        _ => GuestOutput::stdout(),
+    }
+    .map_err(setup_err("console output"))
+}

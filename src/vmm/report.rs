@@ -1,0 +1,83 @@
+//! What one run measured (`RunReport`), and what `tinyvmm run` prints
+//! about it on stderr. The `--stats` lines `tinyvmm: N VM exits; ...` and
+//! `tinyvmm: resident memory at exit: VMM X MiB ...` keep their wording:
+//! scripts and the tests read them.
+
+use std::time::Duration;
+
+use crate::config::VmConfig;
+use crate::devices::boot_timer::MarkerTime;
+use crate::devices::output::OutputStats;
+use crate::devices::virtio::console::ConsoleStats;
+use crate::devices::virtio::mmio::TransportStats;
+use crate::exit::VmEnd;
+use crate::host::process::Resident;
+use crate::kvm::exit_stats::ExitStats;
+
+/// Everything measured about one run.
+#[derive(Debug)]
+pub struct RunReport {
+    /// How the VM ended.
+    pub exit: VmEnd,
+    /// VM exits, merged over the vCPUs.
+    pub stats: ExitStats,
+    /// What happened to the console output.
+    pub output: OutputStats,
+    /// Boot markers hit.
+    pub markers: Vec<MarkerTime>,
+    /// Time spent in `Vmm::build`.
+    pub build_time: Duration,
+    /// Time from the start of `run` to the VM's end.
+    pub run_time: Duration,
+    /// Process CPU time (user + system) just before the first `KVM_RUN`.
+    pub cpu_to_first_run: Duration,
+    /// Resident memory at the VM's end: guest RAM touched, and the VMM's own
+    /// (measured only with `--stats`; zero otherwise).
+    pub resident: Resident,
+    /// The virtio console's counters and its transport's, when attached.
+    pub virtio_console: Option<(ConsoleStats, TransportStats)>,
+}
+
+/// What `run` says on stderr about one finished VM.
+pub fn print_report(config: &VmConfig, report: &RunReport) {
+    if let Some(msg) = report.exit.describe() {
+        eprintln!("tinyvmm: {msg}");
+    }
+    let out = report.output;
+    if out.dropped_full > 0 || out.discarded > 0 {
+        eprintln!(
+            "tinyvmm: guest console output: {} bytes written, {} dropped (stdout too slow for the 8250), {} discarded{}",
+            out.written,
+            out.dropped_full,
+            out.discarded,
+            if out.stdout_closed {
+                " (stdout closed)"
+            } else {
+                ""
+            }
+        );
+    }
+    if config.stats {
+        eprint!("{}", report.stats.report());
+        eprintln!(
+            "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
+            report.build_time.as_secs_f64() * 1e3,
+            report.run_time.as_secs_f64() * 1e3,
+            report.cpu_to_first_run.as_secs_f64() * 1e3
+        );
+        eprintln!(
+            "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
+            report.resident.vmm as f64 / (1 << 20) as f64,
+            report.resident.guest as f64 / (1 << 20) as f64
+        );
+        if let Some((console, transport)) = &report.virtio_console {
+            eprint!(
+                "{}",
+                crate::devices::virtio::console::stats_report(console, transport)
+            );
+        }
+        for m in &report.markers {
+            eprintln!("{}", m.report());
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Running a built VM to its end: vCPU threads run the guest while the main
+//! thread runs the event loop (stdin, device queues, the exit eventfd,
+//! signals). When an ending is recorded, the vCPUs are kicked and joined
+//! (with a deadline), the terminal is restored and the output drained.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use vmm_sys_util::epoll::EventSet;
+
+use super::report::RunReport;
+use super::{Vmm, VmmError, setup_err};
+use crate::config::ConsoleKind;
+use crate::devices::boot_timer::Marker;
+use crate::devices::output::DEFAULT_CAPACITY;
+use crate::devices::stdin::{StdinForwarder, StdinSource};
+use crate::exit::{ExitSignal, VmEnd};
+use crate::host::process;
+use crate::kvm::vcpu_handles::VcpuHandles;
+use crate::signals;
+use crate::sync::lock;
+use crate::terminal::RawTerminal;
+
+/// How long we wait for guest output to reach stdout at exit.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the vCPU threads get to leave `KVM_RUN` once kicked.
+const VCPU_JOIN_DEADLINE: Duration = Duration::from_secs(5);
+
+impl Vmm {
+    /// Runs the VM to its end.
+    pub fn run(mut self) -> Result<RunReport, VmmError> {
+        let run_start = Instant::now();
+        signals::install().map_err(setup_err("signal handlers"))?;
+        signals::set_exit_fd(std::os::fd::AsRawFd::as_raw_fd(self.exit.event()));
+        if let Some(sig) = signals::pending() {
+            self.exit.request(VmEnd::Signal(sig));
+        }
+        let terminal = match self.config.console {
+            ConsoleKind::None => None,
+            _ => RawTerminal::enter(),
+        };
+
+        let cpu_to_first_run = process::process_cpu_time();
+        let vcpus = VcpuHandles::start(
+            std::mem::take(&mut self.vcpus),
+            self.devices.buses(),
+            self.exit.clone(),
+            self.config.sandbox,
+        )
+        .map_err(setup_err("a vCPU thread"))?;
+
+        if let Err(e) = self.event_loop() {
+            self.exit
+                .request(VmEnd::KvmCall(format!("event loop: {e}")));
+        }
+
+        let joined = vcpus.join(VCPU_JOIN_DEADLINE);
+        for id in &joined.stuck {
+            eprintln!(
+                "tinyvmm: vCPU {id} did not leave KVM_RUN within {} s of its kick; exiting without it",
+                VCPU_JOIN_DEADLINE.as_secs()
+            );
+        }
+        for id in &joined.panicked {
+            eprintln!("tinyvmm: vCPU {id}'s thread panicked; its exit counts are lost");
+        }
+        signals::set_exit_fd(-1);
+        drop(terminal);
+        // Reading /proc/self/smaps costs time at exit: only for --stats.
+        let resident = if self.config.stats {
+            process::resident(&self.vm.guest_host_ranges())
+        } else {
+            process::Resident::default()
+        };
+
+        let output = self.output.finish(OUTPUT_DRAIN_TIMEOUT);
+        let mut exit = self.exit.reason().unwrap_or(VmEnd::Reset);
+        if exit == VmEnd::Reset && output.panic_seen {
+            exit = VmEnd::Panic;
+        }
+        Ok(RunReport {
+            exit,
+            stats: joined.merged(),
+            output,
+            markers: self.boot_timer.marks(),
+            build_time: self.build_time,
+            run_time: run_start.elapsed(),
+            cpu_to_first_run,
+            resident,
+            virtio_console: self.devices.virtio_console().map(|c| {
+                let c = lock(c);
+                (c.device().stats(), c.stats())
+            }),
+        })
+    }
+
+    fn event_loop(&mut self) -> Result<(), event_manager::Error> {
+        let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
+        manager.add_subscriber(Box::new(ExitWatcher(self.exit.clone())));
+        if let Some((target, drained)) = self.devices.take_console_input() {
+            match StdinSource::open() {
+                Ok(source) => {
+                    manager.add_subscriber(Box::new(StdinForwarder::new(source, target, drained)));
+                }
+                Err(e) => eprintln!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
+            }
+        }
+        for subscriber in self.devices.take_subscribers() {
+            manager.add_subscriber(subscriber);
+        }
+        let loop_start = Instant::now();
+        let mut console_checked = self.devices.virtio_console().is_none();
+        while self.exit.reason().is_none() {
+            manager.run_with_timeout(100)?;
+            if !console_checked {
+                console_checked = self.check_console_started(loop_start, false);
+            }
+            if let Some(sig) = signals::pending() {
+                self.exit.request(VmEnd::Signal(sig));
+            }
+        }
+        // A guest that ended on its own before the check could settle.
+        if !console_checked && !matches!(self.exit.reason(), Some(VmEnd::Signal(_))) {
+            self.check_console_started(loop_start, true);
+        }
+        Ok(())
+    }
+
+    /// A guest whose kernel lacks the virtio console driver prints nothing
+    /// on hvc0 (and nothing on ttyS0, which is not its console). Once it
+    /// has reached user space (boot marker), or after a delay longer than
+    /// a normal boot, or by the time it ended on its own, without starting
+    /// the device and without any output, say so with the fix. Returns
+    /// whether the check is settled.
+    fn check_console_started(&self, since: Instant, at_exit: bool) -> bool {
+        let Some(console) = self.devices.virtio_console() else {
+            return true;
+        };
+        let out = self.output.stats();
+        let printed = out.written + out.dropped_full + out.discarded > 0
+            || self.output.handle().free() < DEFAULT_CAPACITY;
+        if lock(console).ever_activated() || printed {
+            return true;
+        }
+        let (progress, limit, unit) = console_start_limit(since);
+        // Only the user-space markers count: "kernel start" (0x40 on port
+        // 0x80) comes long before a driver could have probed the device.
+        let user_space = self
+            .boot_timer
+            .marks()
+            .iter()
+            .any(|m| matches!(m.marker, Marker::UserSpace | Marker::BootTimer));
+        if !user_space && !at_exit && progress < limit {
+            return false;
+        }
+        let when = if user_space {
+            "by the time it reached user space".to_string()
+        } else if at_exit {
+            "before it ended".to_string()
+        } else {
+            format!("within {} s of {unit}", limit.as_secs())
+        };
+        eprintln!(
+            "tinyvmm: warning: the guest has printed nothing and has not started the virtio console (hvc0) {when}; \
+             its kernel may lack CONFIG_VIRTIO_MMIO, CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES or CONFIG_VIRTIO_CONSOLE. \
+             Use --console serial for a console on the 8250 (ttyS0)."
+        );
+        true
+    }
+}
+
+/// Wakes the loop when an exit is requested (the loop then checks the reason).
+struct ExitWatcher(Arc<ExitSignal>);
+
+impl MutEventSubscriber for ExitWatcher {
+    fn init(&mut self, ops: &mut EventOps) {
+        let _ = ops.add(Events::new(self.0.event(), EventSet::IN));
+    }
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.0.event().read();
+    }
+}
+
+/// How far the guest got since `since`, how far a Linux guest may get
+/// before it must have started its virtio console, and in what unit. On
+/// hardware KVM: 5 s of wall time. Where KVM emulates guest kernel mode
+/// (docs/host-kvm.md) a boot to user space costs 30-70 s of CPU, and wall
+/// time says little when other VMs share the CPUs (a boot took over 6 min
+/// on a loaded 2-core host), so the measure is the process's CPU time,
+/// nearly all of it the vCPU running the guest.
+fn console_start_limit(since: Instant) -> (Duration, Duration, &'static str) {
+    if crate::host::kvm_emulates_guest_kernel() {
+        let cpu = process::process_cpu_time();
+        (cpu, Duration::from_secs(90), "guest CPU time")
+    } else {
+        (since.elapsed(), Duration::from_secs(5), "boot")
+    }
+}
