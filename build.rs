@@ -1,19 +1,36 @@
 //! Builds the tiny guest kernel (kernels/tiny/) into `$OUT_DIR/tiny.elf`:
-//! `gcc -c` of each source (the kernel, tiny.S, and its virtio console
-//! driver, virtio.S), then `ld -T tiny.ld`. The VMM embeds the result with
+//! `gcc -c` of each source file (gcc runs the C preprocessor on a `.S`, so
+//! the sources `#include` the shared headers), then `ld -T tiny.ld` of the
+//! objects in the order listed. The VMM embeds the result with
 //! `include_bytes!(env!("TINYVMM_TINY_GUEST"))`.
 
 use std::path::Path;
 use std::process::Command;
 
-const SOURCES: [&str; 2] = ["kernels/tiny/tiny.S", "kernels/tiny/virtio.S"];
+/// The guest's sources, one subject each (kernels/tiny/tiny.h has the map),
+/// in reading order; `_start` is placed first by the linker script, not by
+/// this order.
+const SOURCES: [&str; 8] = [
+    "kernels/tiny/boot.S",
+    "kernels/tiny/tables.S",
+    "kernels/tiny/cmdline.S",
+    "kernels/tiny/serial.S",
+    "kernels/tiny/virtio_mmio.S",
+    "kernels/tiny/console.S",
+    "kernels/tiny/syscall.S",
+    "kernels/tiny/payload.S",
+];
+/// Included by the sources: not compiled on their own, but a change to one
+/// must rebuild the guest.
+const HEADERS: [&str; 2] = ["kernels/tiny/tiny.h", "kernels/tiny/virtio.h"];
 const LINKER_SCRIPT: &str = "kernels/tiny/tiny.ld";
 
 fn main() {
-    for source in SOURCES {
-        println!("cargo:rerun-if-changed={source}");
+    for file in SOURCES.iter().chain(&HEADERS) {
+        println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-changed={LINKER_SCRIPT}");
+    check_every_file_is_listed();
 
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let elf = Path::new(&out_dir).join("tiny.elf");
@@ -37,6 +54,28 @@ fn main() {
         .args(&objects));
 
     println!("cargo:rustc-env=TINYVMM_TINY_GUEST={}", elf.display());
+}
+
+/// A `.S` missing from SOURCES would be left out of the link, and a `.h`
+/// missing from HEADERS would not trigger a rebuild when edited: refuse to
+/// build with either.
+fn check_every_file_is_listed() {
+    let dir = Path::new(LINKER_SCRIPT).parent().expect("a directory");
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        let listed: &[&str] = match path.extension().and_then(|e| e.to_str()) {
+            Some("S") => &SOURCES,
+            Some("h") => &HEADERS,
+            _ => continue,
+        };
+        if !listed.iter().any(|file| Path::new(file) == path) {
+            panic!(
+                "{} is not listed in build.rs (SOURCES for .S, HEADERS for .h)",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Runs a build tool; any failure stops the build with a message naming it.
