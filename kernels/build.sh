@@ -36,7 +36,7 @@
 #                                build; it is ~1.5 GB and not needed to boot)
 #
 # See kernels/README.md for the guest interface (command line options, MMIO
-# registers) and /work/shared/HOST.md for why the kernel looks like this.
+# registers) and docs/host-kvm.md for why the kernel looks like this.
 set -euo pipefail
 
 # ---------------------------------------------------------------------------

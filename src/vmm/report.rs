@@ -71,13 +71,30 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
             report.resident.guest as f64 / (1 << 20) as f64
         );
         if let Some((console, transport)) = &report.virtio_console {
-            eprint!(
-                "{}",
-                crate::devices::virtio::console::stats_report(console, transport)
-            );
+            eprint!("{}", virtio_console_report(console, transport));
         }
         for m in &report.markers {
             eprintln!("{}", m.report());
         }
     }
+}
+
+/// The `--stats` lines for the virtio console and its transport.
+pub fn virtio_console_report(c: &ConsoleStats, t: &TransportStats) -> String {
+    let r = t.refusals;
+    format!(
+        "tinyvmm: virtio console: {} bytes out, {} bytes in, {} notifications (ioeventfd), \
+         {} interrupts, {} stalls on stdout, {} bad chains, refused writes: {} status, \
+         {} register, {} queue-ready, {} access\n",
+        c.tx_bytes,
+        c.rx_bytes,
+        t.notifications,
+        t.interrupts,
+        c.tx_stalls,
+        c.bad_chains,
+        r.status,
+        r.register,
+        r.queue_ready,
+        r.access
+    )
 }

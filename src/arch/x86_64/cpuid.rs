@@ -38,7 +38,7 @@ const fn f(name: &'static str, leaf: u32, subleaf: Option<u32>, reg: Reg, bit: u
 }
 
 /// Features hidden by the `minimal` template. The first group stopped a Linux
-/// guest on a host whose KVM emulates guest kernel mode (see the README); the
+/// guest on a host whose KVM emulates guest kernel mode (docs/host-kvm.md); the
 /// rest depend on XSAVE (AVX, AVX-512, AMX, PKU) or were hidden as a precaution.
 pub const MINIMAL_HIDDEN: &[Feature] = &[
     f("cx16", 1, None, Reg::Ecx, 13),

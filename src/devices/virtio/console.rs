@@ -373,26 +373,6 @@ impl ConsoleInput for MmioTransport<Console> {
     }
 }
 
-/// The `--stats` lines for the virtio console and its transport.
-pub fn stats_report(c: &ConsoleStats, t: &super::mmio::TransportStats) -> String {
-    let r = t.refusals;
-    format!(
-        "tinyvmm: virtio console: {} bytes out, {} bytes in, {} notifications (ioeventfd), \
-         {} interrupts, {} stalls on stdout, {} bad chains, refused writes: {} status, \
-         {} register, {} queue-ready, {} access\n",
-        c.tx_bytes,
-        c.rx_bytes,
-        t.notifications,
-        t.interrupts,
-        c.tx_stalls,
-        c.bad_chains,
-        r.status,
-        r.register,
-        r.queue_ready,
-        r.access
-    )
-}
-
 /// The host terminal's (columns, rows) if stdin is a terminal.
 pub fn terminal_size() -> Option<(u16, u16)> {
     // SAFETY: winsize is plain data; all zeroes is a valid value.
