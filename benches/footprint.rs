@@ -77,8 +77,7 @@ fn footprint(c: &mut Criterion<Kib>) {
                 (0..iters)
                     .map(|_| {
                         n += 1;
-                        let mut r = common::run_once(p, n, true);
-                        tinyvmm::lab::compare::summary::fill_guest_from_vmm(&mut r);
+                        let r = common::run_once(p, n, true);
                         instance_memory(&r.processes).total() as f64
                     })
                     .sum()

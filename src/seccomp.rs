@@ -85,6 +85,8 @@ const VMM_SYSCALLS: &[i64] = &[
     libc::SYS_mprotect,
     libc::SYS_mremap,
     libc::SYS_madvise,
+    // `--stats`: which guest RAM pages are resident (host::process).
+    libc::SYS_mincore,
     libc::SYS_brk,
     libc::SYS_eventfd2,
     libc::SYS_epoll_create1,

@@ -51,7 +51,11 @@ pub fn run_command(args: &RunArgs, process_start: Instant) -> u8 {
                 crate::host::process::census()
             );
         }
-        if matches!(report.exit, exit::VmEnd::Signal(_)) {
+        let last = boot == args.repeat || matches!(report.exit, exit::VmEnd::Signal(_));
+        if last {
+            // Measured from outside at our exit, guest RAM is still there,
+            // as a QEMU process's is (compare's one yardstick).
+            report.guest_ram.keep_until_process_exit();
             break;
         }
     }

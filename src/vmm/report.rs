@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use vm_memory::GuestMemoryMmap;
+
 use crate::config::VmConfig;
 use crate::devices::boot_timer::MarkerTime;
 use crate::devices::output::OutputStats;
@@ -13,6 +15,27 @@ use crate::devices::virtio::mmio::TransportStats;
 use crate::exit::VmEnd;
 use crate::host::process::Resident;
 use crate::kvm::exit_stats::ExitStats;
+
+/// Guest RAM after its VM has ended. Dropping it unmaps the memory;
+/// `keep_until_process_exit` leaves it mapped until the process exits, so
+/// that a tool that reads this process at its exit (as `compare` does for
+/// every VMM, QEMU included) still finds the guest's pages.
+pub struct GuestRam(pub(super) GuestMemoryMmap);
+
+impl GuestRam {
+    /// Leaves guest RAM mapped until the process exits (the kernel frees
+    /// it then). For the last VM a process runs.
+    pub fn keep_until_process_exit(self) {
+        std::mem::forget(self.0);
+    }
+}
+
+impl std::fmt::Debug for GuestRam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use vm_memory::GuestMemoryBackend;
+        write!(f, "GuestRam({} regions)", self.0.num_regions())
+    }
+}
 
 /// Everything measured about one run.
 #[derive(Debug)]
@@ -34,6 +57,8 @@ pub struct RunReport {
     /// Resident memory at the VM's end: guest RAM touched, and the VMM's own
     /// (measured only with `--stats`; zero otherwise).
     pub resident: Resident,
+    /// Guest RAM, still mapped (the VM itself is gone).
+    pub guest_ram: GuestRam,
     /// The virtio console's counters and its transport's, when attached.
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use vmm_sys_util::epoll::EventSet;
 
-use super::report::RunReport;
+use super::report::{GuestRam, RunReport};
 use super::{Vmm, VmmError, setup_err};
 use crate::config::ConsoleKind;
 use crate::devices::boot_timer::Marker;
@@ -88,6 +88,7 @@ impl Vmm {
             run_time: run_start.elapsed(),
             cpu_to_first_run,
             resident,
+            guest_ram: GuestRam(self.vm.memory().clone()),
             virtio_console: self.devices.virtio_console().map(|c| {
                 let c = lock(c);
                 (c.device().stats(), c.stats())

@@ -196,14 +196,13 @@ fn launch_batch(
     failures: &mut Vec<String>,
 ) -> Vec<RunRecord> {
     let specs: Vec<_> = ns.iter().map(|&n| p.spec(n, trace)).collect();
-    let mut out = measure::launch_all(&specs).unwrap_or_else(|e| {
+    let out = measure::launch_all(&specs).unwrap_or_else(|e| {
         failures.push(format!("launch: {e}"));
         Vec::new()
     });
     for &n in ns {
         p.cleanup(n);
     }
-    out.iter_mut().for_each(summary::fill_guest_from_vmm);
     out
 }
 

@@ -72,41 +72,6 @@ pub fn vmm_boot_timer_ms(stderr: &str) -> Option<f64> {
         .min_by(f64::total_cmp)
 }
 
-/// tinyvmm's own `--stats` figure of guest RAM touched, KiB, from its line
-/// "resident memory at exit: VMM X MiB (excluding guest RAM), guest RAM touched Y MiB".
-pub fn vmm_reported_guest_kib(stderr: &str) -> Option<u64> {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("resident memory at exit"))?;
-    let after = line.split("guest RAM touched").nth(1)?;
-    let mib: f64 = after.split_whitespace().next()?.parse().ok()?;
-    Some((mib * 1024.0).round() as u64)
-}
-
-/// tinyvmm unmaps guest RAM before it exits, so its exit stop finds no
-/// guest mapping; then its own figure, read from its mappings just before,
-/// stands in (QEMU's mapping is still there at its exit stop). Guest RAM is
-/// private anonymous memory, so its PSS is its RSS: it is added to the
-/// process's PSS too, which then counts guest RAM as QEMU's does.
-pub fn fill_guest_from_vmm(rec: &mut RunRecord) {
-    let Some(kib) = vmm_reported_guest_kib(&rec.stderr_tail) else {
-        return;
-    };
-    if let Some(root) = rec
-        .processes
-        .iter_mut()
-        .find(|p| p.root && p.guest.is_none())
-    {
-        root.guest = Some(crate::host::procfs::MemSizes {
-            rss_kib: kib,
-            pss_kib: kib,
-        });
-        if let Some(mem) = root.mem.as_mut() {
-            mem.pss_kib += kib;
-        }
-    }
-}
-
 /// Memory figures of one traced instance, KiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceMemory {

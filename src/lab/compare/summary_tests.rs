@@ -57,23 +57,6 @@ fn boot_timer_line_is_parsed() {
 }
 
 #[test]
-fn vmm_guest_figure_fills_a_missing_mapping() {
-    let mut r = record(1, 2, vec![proc_rec("tinyvmm", true, 5000, None)]);
-    r.stderr_tail = "tinyvmm: resident memory at exit: VMM 2.10 MiB (excluding guest RAM), guest RAM touched 0.50 MiB\n".into();
-    assert_eq!(vmm_reported_guest_kib(&r.stderr_tail), Some(512));
-    fill_guest_from_vmm(&mut r);
-    assert_eq!(
-        instance_memory(&r.processes),
-        InstanceMemory {
-            launcher: 4488,
-            guest: Some(512),
-            workload: None,
-            pss: 2500 + 512
-        }
-    );
-}
-
-#[test]
 fn vm_memory_splits_guest_from_vmm() {
     let procs = [proc_rec("tinyvmm", true, 5000, Some(3000))];
     assert_eq!(
