@@ -78,7 +78,7 @@ fn footprint(c: &mut Criterion<Kib>) {
                     .map(|_| {
                         n += 1;
                         let r = common::run_once(p, n, true);
-                        instance_memory(&r.processes).total() as f64
+                        instance_memory(&r).total() as f64
                     })
                     .sum()
             })

@@ -99,7 +99,11 @@ const ROWS: &[(&str, Cell)] = &[
         ))
     }),
     (
-        "Resource usage: total per instance (peak) / PSS at exit, guest RAM included",
+        "Resource usage: memory charged to the instance's cgroup (peak: processes, guest RAM, tmpfs, page cache)",
+        |p| Some(spread(p.footprint.as_ref()?.charged_kib.as_ref()?, kib)),
+    ),
+    (
+        "Resource usage: total per instance (cgroup peak where measured, else the peaks above) / PSS at exit",
         |p| {
             let f = p.footprint.as_ref()?;
             Some(format!(

@@ -152,15 +152,22 @@ impl Prepared {
                 trace,
                 trace_threads: false,
                 timeout: *timeout,
+                cgroup: Some(self.container_id(n)),
             },
-            Launcher::Container(rt, b) => rt.launch_spec(b, &self.container_id(n), trace),
+            Launcher::Container(rt, b) => {
+                let id = self.container_id(n);
+                rt.launch_spec(b, &id, trace, Some(&id))
+            }
         }
     }
 
-    /// Removes what run `n` may have left behind (a container's state).
+    /// Removes what run `n` may have left behind (a container's state and
+    /// its instance bundle).
     pub fn cleanup(&self, n: usize) {
-        if let Launcher::Container(rt, _) = &self.launcher {
-            rt.cleanup(&self.container_id(n));
+        if let Launcher::Container(rt, b) = &self.launcher {
+            let id = self.container_id(n);
+            rt.cleanup(&id);
+            let _ = std::fs::remove_dir_all(b.instance_dir(&id));
         }
     }
 
@@ -170,7 +177,10 @@ impl Prepared {
 
     /// The command line of a run, for the report.
     pub fn command_line(&self) -> String {
-        let s = self.spec(0, false);
+        let s = match &self.launcher {
+            Launcher::Container(rt, b) => rt.launch_spec(b, &self.container_id(0), false, None),
+            Launcher::Vmm { .. } => self.spec(0, false),
+        };
         let mut words = vec![s.program.display().to_string()];
         words.extend(s.args.iter().map(|a| {
             if a.contains(' ') {

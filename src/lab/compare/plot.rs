@@ -143,6 +143,7 @@ mod tests {
             launcher_peak_kib: s(2000.0),
             guest_touched_kib: Some(s(900.0)),
             workload_peak_kib: None,
+            charged_kib: None,
             total_kib: s(2900.0),
             pss_kib: s(2500.0),
             processes: 1,

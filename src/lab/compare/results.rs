@@ -87,7 +87,10 @@ pub struct Footprint {
     pub guest_touched_kib: Option<Summary>,
     /// Peak RSS of the container's workload process.
     pub workload_peak_kib: Option<Summary>,
-    /// launcher + guest + workload.
+    /// Peak memory charged to the instance's cgroup (processes, guest RAM,
+    /// tmpfs, page cache), where the host gives a memory cgroup.
+    pub charged_kib: Option<Summary>,
+    /// Per instance: the cgroup peak where measured, else launcher + guest + workload.
     pub total_kib: Summary,
     /// PSS of all the instance's processes as each exited.
     pub pss_kib: Summary,

@@ -83,17 +83,30 @@ pub struct InstanceMemory {
     pub workload: Option<u64>,
     /// PSS of all processes at their exit.
     pub pss: u64,
+    /// Peak memory the kernel charged to the instance's cgroup: processes,
+    /// guest RAM, tmpfs files and page cache (the same yardstick for VMs
+    /// and containers).
+    pub charged: Option<u64>,
 }
 
 impl InstanceMemory {
-    /// launcher + guest + workload.
+    /// The per-instance total: the cgroup's peak charge where measured,
+    /// else launcher + guest + workload peak RSS.
     pub fn total(&self) -> u64 {
-        self.launcher + self.guest.unwrap_or(0) + self.workload.unwrap_or(0)
+        self.charged
+            .unwrap_or(self.launcher + self.guest.unwrap_or(0) + self.workload.unwrap_or(0))
     }
 }
 
 /// Memory figures of one traced instance.
-pub fn instance_memory(procs: &[ProcRecord]) -> InstanceMemory {
+pub fn instance_memory(rec: &RunRecord) -> InstanceMemory {
+    let mut m = process_memory(&rec.processes);
+    m.charged = rec.charged_kib;
+    m
+}
+
+/// Memory figures of the traced processes alone.
+pub fn process_memory(procs: &[ProcRecord]) -> InstanceMemory {
     let launcher = procs
         .iter()
         .filter(|p| !p.is_workload())
@@ -116,6 +129,7 @@ pub fn instance_memory(procs: &[ProcRecord]) -> InstanceMemory {
         guest,
         workload,
         pss,
+        charged: None,
     }
 }
 
@@ -124,7 +138,7 @@ pub fn footprint(traced: &[&RunRecord]) -> Option<Footprint> {
     let figures: Vec<_> = traced
         .iter()
         .filter(|r| !r.processes.is_empty())
-        .map(|r| instance_memory(&r.processes))
+        .map(|r| instance_memory(r))
         .collect();
     let col = |f: &dyn Fn(&InstanceMemory) -> Option<u64>| {
         Summary::of(
@@ -139,6 +153,7 @@ pub fn footprint(traced: &[&RunRecord]) -> Option<Footprint> {
         launcher_peak_kib: col(&|f| Some(f.launcher))?,
         guest_touched_kib: col(&|f| f.guest),
         workload_peak_kib: col(&|f| f.workload),
+        charged_kib: col(&|f| f.charged),
         total_kib: col(&|f| Some(f.total()))?,
         pss_kib: col(&|f| Some(f.pss))?,
         processes: traced.iter().map(|r| r.processes.len()).max().unwrap_or(0),
@@ -154,7 +169,7 @@ pub fn density(records: &[RunRecord], expected_exit: i32) -> Density {
     let all_markers = records.iter().map(|r| r.marker).collect::<Option<Vec<_>>>();
     let (mut peak, mut pss) = (0, 0);
     for r in records {
-        let m = instance_memory(&r.processes);
+        let m = instance_memory(r);
         peak += m.total();
         pss += m.pss;
     }

@@ -41,6 +41,7 @@ pub(crate) fn record(marker_ms: u64, exit_ms: u64, procs: Vec<ProcRecord>) -> Ru
         stdout_tail: String::new(),
         stderr_tail: "tinyvmm: boot marker: user space (port 0x80 = 0x41) at 2.5 ms after process start, 2.4 ms after VM build start\n\
                       tinyvmm: boot marker: boot timer (123 at 0xc0000000) at 2.4 ms after process start, 2.3 ms after VM build start".into(),
+        charged_kib: None,
     }
 }
 
@@ -60,12 +61,13 @@ fn boot_timer_line_is_parsed() {
 fn vm_memory_splits_guest_from_vmm() {
     let procs = [proc_rec("tinyvmm", true, 5000, Some(3000))];
     assert_eq!(
-        instance_memory(&procs),
+        process_memory(&procs),
         InstanceMemory {
             launcher: 2000,
             guest: Some(3000),
             workload: None,
-            pss: 2500
+            pss: 2500,
+            charged: None,
         }
     );
 }
@@ -77,17 +79,24 @@ fn container_memory_adds_runtime_and_workload() {
         proc_rec("tinyvmm-workloa", false, 1000, None),
     ];
     assert_eq!(
-        instance_memory(&procs),
+        process_memory(&procs),
         InstanceMemory {
             launcher: 3000,
             guest: None,
             workload: Some(1000),
-            pss: 2000
+            pss: 2000,
+            charged: None,
         }
     );
     let r = record(5, 9, procs.to_vec());
     let f = footprint(&[&r]).unwrap();
     assert_eq!((f.total_kib.median, f.processes), (4000.0, 2));
+    // With a cgroup figure (tmpfs files counted), the total is the charge.
+    let mut charged = record(5, 9, procs.to_vec());
+    charged.charged_kib = Some(12_000);
+    let f = footprint(&[&charged]).unwrap();
+    assert_eq!(f.total_kib.median, 12_000.0);
+    assert_eq!(f.charged_kib.unwrap().median, 12_000.0);
     let iso = isolation(PathId::Crun, &procs, Some(470), "6.1").unwrap();
     assert!(iso.host_kernel_shared && iso.workload_is_host_process);
     assert_eq!(

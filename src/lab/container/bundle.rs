@@ -120,6 +120,31 @@ impl Bundle {
             rootfs,
         })
     }
+
+    /// Where the instance bundle of container `id` goes.
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        let mut name = self.dir.file_name().unwrap_or_default().to_os_string();
+        name.push(format!("-{id}"));
+        self.dir.with_file_name(name)
+    }
+
+    /// A bundle for one container: this bundle's `config.json` with
+    /// `linux.cgroupsPath` set, in `instance_dir(id)`, same root filesystem.
+    pub fn instance(&self, id: &str, cgroups_path: &str) -> Result<Bundle, ContainerError> {
+        let dir = self.instance_dir(id);
+        let err = |e: String| ContainerError::Bundle(dir.clone(), e);
+        let text =
+            fs::read_to_string(self.dir.join("config.json")).map_err(|e| err(e.to_string()))?;
+        let mut config: Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+        config["linux"]["cgroupsPath"] = json!(cgroups_path);
+        fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&config).map_err(|e| err(e.to_string()))?;
+        fs::write(dir.join("config.json"), text).map_err(|e| err(e.to_string()))?;
+        Ok(Bundle {
+            dir,
+            rootfs: self.rootfs.clone(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -151,11 +151,31 @@ impl Runtime {
         ]
     }
 
-    /// How to launch container `id` of `bundle` for a measurement.
-    pub fn launch_spec(&self, bundle: &Bundle, id: &str, trace: bool) -> LaunchSpec {
+    /// How to launch container `id` of `bundle` for a measurement. With
+    /// `cgroup`, the runtime runs in that fresh memory cgroup and the
+    /// container in `/<cgroup>/ctr` below it (an instance bundle whose
+    /// `linux.cgroupsPath` says so), so the cgroup's peak charge counts the
+    /// runtime, the workload and its tmpfs files, as a VM's counts the VMM
+    /// and guest RAM.
+    pub fn launch_spec(
+        &self,
+        bundle: &Bundle,
+        id: &str,
+        trace: bool,
+        cgroup: Option<&str>,
+    ) -> LaunchSpec {
+        let instance = cgroup.and_then(|name| {
+            bundle
+                .instance(id, &format!("/{name}/ctr"))
+                .map_err(|e| eprintln!("tinyvmm compare: {e}"))
+                .ok()
+        });
         LaunchSpec {
             program: self.path.clone(),
-            args: self.run_args(bundle, id),
+            args: self.run_args(instance.as_ref().unwrap_or(bundle), id),
+            cgroup: instance
+                .is_some()
+                .then(|| cgroup.unwrap_or_default().to_string()),
             marker: crate::lab::MARKER.into(),
             guest_memory: None,
             pre_exec: self
@@ -229,7 +249,7 @@ mod tests {
             rootfs: "/r".into(),
         };
         assert_eq!(rt.run_args(&b, "x1"), ["run", "--bundle", "/tmp/b", "x1"]);
-        let spec = rt.launch_spec(&b, "x1", true);
+        let spec = rt.launch_spec(&b, "x1", true, None);
         assert!(spec.trace && spec.pre_exec.is_none() && spec.guest_memory.is_none());
         assert!(rt.describe().contains("1.1.5"));
     }

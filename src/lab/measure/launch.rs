@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cgroup::{MemoryCgroup, MemoryHierarchy};
 use super::trace::{self, ProcRecord, WaitEvent};
 
 /// How much of stdout/stderr a record keeps (the end, for error messages).
@@ -42,6 +43,9 @@ pub struct LaunchSpec {
     pub trace_threads: bool,
     /// Kill the process after this long.
     pub timeout: Duration,
+    /// Run the instance in a fresh memory cgroup of this name (see
+    /// `super::cgroup`); the record gets the cgroup's peak charge.
+    pub cgroup: Option<String>,
 }
 
 /// How a launched process ended.
@@ -72,6 +76,8 @@ pub struct RunRecord {
     pub stdout_tail: String,
     /// The end of its stderr.
     pub stderr_tail: String,
+    /// Peak memory the kernel charged to the instance's cgroup, KiB.
+    pub charged_kib: Option<u64>,
 }
 
 /// Per-instance state while the launches run.
@@ -84,6 +90,7 @@ struct Live {
     options_set: bool,
     processes: HashMap<i32, ProcRecord>,
     marker: mpsc::Receiver<Instant>,
+    cgroup: Option<Arc<MemoryCgroup>>,
     out: mpsc::Receiver<String>,
     err: mpsc::Receiver<String>,
 }
@@ -124,11 +131,16 @@ fn spawn(spec: &LaunchSpec) -> io::Result<Live> {
         .stderr(Stdio::piped());
     let hook = spec.pre_exec;
     let traced = spec.trace;
+    let cgroup = spec.cgroup.as_deref().and_then(instance_cgroup);
+    let cg = cgroup.clone();
     // SAFETY: the closure runs in the forked child before exec and only
     // makes system calls (the hook's contract, and PTRACE_TRACEME); it
     // allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
+            if let Some(cg) = &cg {
+                cg.join_self()?;
+            }
             if let Some(h) = hook {
                 h()?;
             }
@@ -163,6 +175,7 @@ fn spawn(spec: &LaunchSpec) -> io::Result<Live> {
         options_set: !traced,
         processes: HashMap::new(),
         marker,
+        cgroup,
         out,
         err,
     })
@@ -332,6 +345,39 @@ fn collect(l: Live, timed_out: bool) -> RunRecord {
         root_maxrss_kib: l.maxrss,
         stdout_tail: l.out.recv_timeout(wait()).unwrap_or_default(),
         stderr_tail: l.err.recv_timeout(wait()).unwrap_or_default(),
+        charged_kib: l.cgroup.and_then(|cg| {
+            let peak = cg.peak_kib();
+            cg.remove();
+            peak
+        }),
+    }
+}
+
+/// A fresh memory cgroup `name` for one instance; `None` (said on stderr)
+/// when this host has none to give, so the figure is reported missing.
+fn instance_cgroup(name: &str) -> Option<Arc<MemoryCgroup>> {
+    let hierarchy = MemoryHierarchy::detect()
+        .map_err(|why| eprintln!("tinyvmm compare: no cgroup memory figure: {why}"))
+        .ok()?;
+    let stale = MemoryCgroup::create(&hierarchy, name);
+    let cg = match stale {
+        Ok(cg) => cg,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Left by a killed earlier run with the same name: start afresh.
+            let _ = std::fs::remove_dir(hierarchy_dir(&hierarchy, name));
+            MemoryCgroup::create(&hierarchy, name).ok()?
+        }
+        Err(e) => {
+            eprintln!("tinyvmm compare: cannot create memory cgroup {name}: {e}");
+            return None;
+        }
+    };
+    Some(Arc::new(cg))
+}
+
+fn hierarchy_dir(h: &MemoryHierarchy, name: &str) -> std::path::PathBuf {
+    match h {
+        MemoryHierarchy::V2(root) | MemoryHierarchy::V1(root) => root.join(name),
     }
 }
 

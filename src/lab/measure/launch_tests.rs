@@ -4,6 +4,7 @@ use super::*;
 
 fn sh(script: &str, trace: bool) -> LaunchSpec {
     LaunchSpec {
+        cgroup: None,
         program: "/bin/sh".into(),
         args: vec!["-c".into(), script.into()],
         marker: "MARK".into(),

@@ -7,6 +7,7 @@
 //! moment each of its processes exits (`trace`, `crate::host::procfs`), and repeated
 //! runs summarised (`distribution`).
 
+pub mod cgroup;
 pub mod distribution;
 pub mod isolation;
 pub mod launch;
