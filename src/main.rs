@@ -1,14 +1,19 @@
-//! `tinyvmm`: parse the command line, then either build and run a VM
-//! (`run`, the core) or measure VMs against containers (`compare`, the lab).
+//! `tinyvmm`: parse the command line, then build and run a VM (`run`, the
+//! core), or hand `compare` to the lab's own executable, `tinyvmm-lab`,
+//! beside this one (so this binary carries no lab code).
 
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use tinyvmm::cli::RunArgs;
-use tinyvmm::exit::EXIT_BAD_CONFIG;
-use tinyvmm::lab::compare::CompareArgs;
+use tinyvmm::exit::{EXIT_BAD_CONFIG, EXIT_KVM_UNAVAILABLE};
+
+/// The lab's executable, expected in this executable's directory.
+const LAB: &str = "tinyvmm-lab";
 
 /// tinyvmm: boot a micro-VM on KVM, and measure what it costs against a container.
 #[derive(Debug, Parser)]
@@ -24,8 +29,14 @@ struct Cli {
 enum Command {
     /// Boot a guest; its console is this process's stdin/stdout.
     Run(RunArgs),
-    /// Run one workload on tinyvmm, QEMU, crun and runc; print the VMs-vs-containers table.
-    Compare(CompareArgs),
+    /// Run one workload on tinyvmm, QEMU, crun and runc; print the
+    /// VMs-vs-containers table (`tinyvmm compare --help` for its options).
+    #[command(disable_help_flag = true)]
+    Compare {
+        /// Passed to `tinyvmm-lab compare`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,9 +53,30 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => tinyvmm::vmm::launch::run_command(&args, process_start),
-        Command::Compare(args) => tinyvmm::lab::compare::run(&args),
+        Command::Compare { args } => exec_lab(args),
     };
     ExitCode::from(code)
+}
+
+/// Replaces this process with `tinyvmm-lab compare ARGS`; returns only on
+/// failure, with one line saying how to get the lab.
+fn exec_lab(args: Vec<OsString>) -> u8 {
+    let lab = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(LAB)))
+        .filter(|p| p.is_file());
+    let Some(lab) = lab else {
+        eprintln!(
+            "tinyvmm: compare needs `{LAB}` beside this executable; build both with `cargo build --release`"
+        );
+        return EXIT_KVM_UNAVAILABLE;
+    };
+    let err = std::process::Command::new(&lab)
+        .arg("compare")
+        .args(args)
+        .exec();
+    eprintln!("tinyvmm: running {}: {err}", lab.display());
+    EXIT_KVM_UNAVAILABLE
 }
 
 #[cfg(test)]
@@ -57,10 +89,13 @@ mod tests {
             Cli::try_parse_from(std::iter::once("tinyvmm").chain(args.iter().copied()))
         };
         assert!(matches!(parse(&["run"]).unwrap().command, Command::Run(_)));
-        assert!(matches!(
-            parse(&["compare", "--runs", "1"]).unwrap().command,
-            Command::Compare(_)
-        ));
+        let Command::Compare { args } = parse(&["compare", "--runs", "1", "--help"])
+            .unwrap()
+            .command
+        else {
+            panic!("not compare");
+        };
+        assert_eq!(args, ["--runs", "1", "--help"]);
         assert!(parse(&["fly"]).is_err());
         assert!(parse(&["run", "--vcpus", "two"]).is_err());
     }

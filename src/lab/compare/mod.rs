@@ -66,7 +66,7 @@ pub struct CompareArgs {
     /// [default: $TINYVMM_KERNEL_DIR, else target/kernels next to this executable].
     #[arg(long, value_name = "DIR")]
     pub kernels: Option<PathBuf>,
-    /// The tinyvmm executable to measure [default: this one].
+    /// The tinyvmm executable to measure [default: `tinyvmm` beside this executable].
     #[arg(long, value_name = "PATH")]
     pub tinyvmm: Option<PathBuf>,
     /// Seconds before a Linux boot is given up.
@@ -124,7 +124,9 @@ fn context(args: &CompareArgs) -> Result<Context, CompareError> {
     let memory = crate::config::parse_memory(&args.memory).map_err(|e| usage(e.to_string()))?;
     let tinyvmm = match &args.tinyvmm {
         Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?,
+        None => std::env::current_exe()
+            .map_err(|e| usage(format!("own executable: {e}")))?
+            .with_file_name("tinyvmm"),
     };
     let scratch = std::env::temp_dir().join(format!("tinyvmm-compare-{}", std::process::id()));
     let kernels = args
