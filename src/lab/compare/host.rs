@@ -37,6 +37,19 @@ fn field<'a>(text: &'a str, key: &str, sep: char) -> Option<&'a str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
+/// Which KVM module serves /dev/kvm: `kvm_pvm`, `kvm_intel`, `kvm_amd`,
+/// `kvm` (another), or `none`.
+pub fn kvm_module() -> &'static str {
+    ["kvm_pvm", "kvm_intel", "kvm_amd"]
+        .into_iter()
+        .find(|m| Path::new("/sys/module").join(m).exists())
+        .unwrap_or(if Path::new("/dev/kvm").exists() {
+            "kvm"
+        } else {
+            "none"
+        })
+}
+
 impl Host {
     /// Reads the host description.
     pub fn detect() -> Host {
@@ -44,14 +57,7 @@ impl Host {
         let cpuinfo = read("/proc/cpuinfo");
         let meminfo = read("/proc/meminfo");
         let pvm = crate::host::kvm_emulates_guest_kernel();
-        let kvm = ["kvm_pvm", "kvm_intel", "kvm_amd"]
-            .into_iter()
-            .find(|m| Path::new("/sys/module").join(m).exists())
-            .unwrap_or(if Path::new("/dev/kvm").exists() {
-                "kvm"
-            } else {
-                "none"
-            });
+        let kvm = kvm_module();
         Host {
             cpu: field(&cpuinfo, "model name", ':')
                 .unwrap_or("unknown")
@@ -90,7 +96,7 @@ impl Host {
             self.kernel,
             self.kvm,
             if self.kvm_emulates_guest_kernel {
-                " (guest kernel mode emulated: Linux guests boot ~1000x slower than on hardware KVM)"
+                " (no hardware virtualization: guest kernel mode is emulated by the host kernel, guest user mode runs on the CPU)"
             } else {
                 ""
             },

@@ -80,7 +80,12 @@ const ROWS: &[(&str, Cell)] = &[
         Some(format!("{} ({})", bytes(s.image_bytes), s.image))
     }),
     ("Size: VMM / runtime executable", |p| {
-        Some(bytes(p.size.as_ref()?.launcher_bytes))
+        let s = p.size.as_ref()?;
+        Some(format!(
+            "{} ({})",
+            bytes(s.launcher_bytes),
+            s.launcher_contains
+        ))
     }),
     (
         "**Resource usage**: VMM / runtime peak RSS, guest RAM excluded",
@@ -244,6 +249,11 @@ pub fn render(report: &Report) -> String {
         .collect();
     if !runs.is_empty() {
         let _ = writeln!(s, "Runs per path: {}.\n", runs.join(", "));
+    }
+    for p in &present {
+        if let Some(how) = &p.how {
+            let _ = writeln!(s, "- {} ran as: {how}", p.label);
+        }
     }
     for p in report.paths.iter().filter(|p| p.absent.is_some()) {
         let _ = writeln!(

@@ -10,6 +10,7 @@
 //! untraced and three extra traced runs give its memory and isolation
 //! figures. Then `--density K` instances start at once.
 
+pub mod describe;
 pub mod host;
 pub mod markdown;
 pub mod paths;
@@ -173,6 +174,7 @@ pub fn compare(args: &CompareArgs) -> Result<Report, CompareError> {
     progress.clear();
     let _ = std::fs::remove_dir_all(&ctx.scratch);
     let report = Report {
+        schema_version: results::SCHEMA_VERSION,
         host,
         workload: ctx.workload,
         paths: results,
@@ -293,6 +295,7 @@ fn measure_path(
             image: p.image.1.clone(),
             launcher: p.binary.0.display().to_string(),
             launcher_bytes: p.binary.1,
+            launcher_contains: p.binary_contents(),
         }),
         density,
         isolation: ok_traced.last().and_then(|r| {
@@ -301,21 +304,11 @@ fn measure_path(
                 &r.processes,
                 measure::isolation::host_syscalls(),
                 host_kernel.trim(),
+                host::kvm_module(),
             )
         }),
-        persistence: Some(persistence(id)),
-    }
-}
-
-fn persistence(id: PathId) -> String {
-    match id {
-        PathId::TinyvmmTiny => "none: no disk; the guest lives in RAM and is gone at exit".into(),
-        PathId::TinyvmmLinux | PathId::QemuLinux => {
-            "none: root is the initramfs in guest RAM, no disk device; gone at exit".into()
-        }
-        PathId::Crun | PathId::Runc => {
-            "none: read-only root (config.json), writes only to tmpfs; gone at exit".into()
-        }
+        persistence: Some(p.persistence()),
+        how: Some(p.how()),
     }
 }
 

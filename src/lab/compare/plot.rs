@@ -126,7 +126,7 @@ mod tests {
     use super::*;
     use crate::lab::compare::host::Host;
     use crate::lab::compare::paths::Workload;
-    use crate::lab::compare::results::{Footprint, PathResult, Startup};
+    use crate::lab::compare::results::{Footprint, PathResult, SCHEMA_VERSION, Startup};
     use crate::lab::measure::Summary;
 
     #[test]
@@ -156,6 +156,7 @@ mod tests {
             vmm_boot_timer_ms: None,
         });
         let report = Report {
+            schema_version: SCHEMA_VERSION,
             host: Host::detect(),
             workload: Workload::default(),
             paths: vec![

@@ -10,6 +10,8 @@ use crate::lab::measure::Summary;
 /// A whole comparison.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The JSON layout's version (README: "compare's JSON").
+    pub schema_version: u32,
     /// Where it was measured.
     pub host: Host,
     /// What every path ran.
@@ -17,6 +19,11 @@ pub struct Report {
     /// One entry per selected path, present or absent.
     pub paths: Vec<PathResult>,
 }
+
+/// Version of the JSON layout: 2 added `schema_version`, `how`,
+/// `footprint.charged_kib` (cgroup peak, now in `total_kib`) and
+/// `size.launcher_contains`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One path's results, or why it is absent.
 #[derive(Clone, Debug, Serialize)]
@@ -43,8 +50,10 @@ pub struct PathResult {
     pub density: Option<Density>,
     /// Isolation facts read from the system.
     pub isolation: Option<Isolation>,
-    /// What survives the instance.
+    /// What survives the instance, derived from the path's configuration.
     pub persistence: Option<String>,
+    /// How the path was started (runtime version, namespace workarounds).
+    pub how: Option<String>,
 }
 
 impl PathResult {
@@ -63,6 +72,7 @@ impl PathResult {
             density: None,
             isolation: None,
             persistence: None,
+            how: None,
         }
     }
 }
@@ -109,6 +119,9 @@ pub struct Size {
     pub launcher: String,
     /// Its size.
     pub launcher_bytes: u64,
+    /// What that file holds, read from it (linking; for tinyvmm, that the
+    /// lab is not in it).
+    pub launcher_contains: String,
 }
 
 /// K instances started at once.

@@ -194,6 +194,7 @@ pub fn isolation(
     procs: &[ProcRecord],
     host_syscalls: Option<usize>,
     host_kernel: &str,
+    kvm_module: &str,
 ) -> Option<Isolation> {
     let workload = procs.iter().find(|p| p.is_workload());
     let facing = if id.is_vm() {
@@ -216,7 +217,7 @@ pub fn isolation(
         PathId::Crun | PathId::Runc => format!("the host's (Linux {host_kernel})"),
     };
     let boundary = if id.is_vm() {
-        "hardware virtualization: guest kernel on a KVM vCPU; host reached only through the VMM process".into()
+        vm_boundary(kvm_module)
     } else {
         format!(
             "namespaces ({}) and capabilities on the shared host kernel",
@@ -237,6 +238,22 @@ pub fn isolation(
         namespaces_apart: facing.namespaces_apart.clone(),
         boundary,
     })
+}
+
+/// What separates a VM's guest from the host, from the KVM module loaded.
+pub fn vm_boundary(kvm_module: &str) -> String {
+    let how = match kvm_module {
+        "kvm_intel" => {
+            "hardware virtualization (Intel VT-x): the guest runs on the CPU in VMX non-root mode"
+        }
+        "kvm_amd" => "hardware virtualization (AMD SVM): the guest runs on the CPU in guest mode",
+        "kvm_pvm" => {
+            "KVM without hardware virtualization (kvm_pvm): guest kernel mode is emulated by the host kernel, \
+             guest user mode runs on the CPU under page tables the host manages"
+        }
+        other => return format!("KVM ({other}); host reached only through the VMM process"),
+    };
+    format!("{how}; host reached only through the VMM process")
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn container_memory_adds_runtime_and_workload() {
     let f = footprint(&[&charged]).unwrap();
     assert_eq!(f.total_kib.median, 12_000.0);
     assert_eq!(f.charged_kib.unwrap().median, 12_000.0);
-    let iso = isolation(PathId::Crun, &procs, Some(470), "6.1").unwrap();
+    let iso = isolation(PathId::Crun, &procs, Some(470), "6.1", "kvm_pvm").unwrap();
     assert!(iso.host_kernel_shared && iso.workload_is_host_process);
     assert_eq!(
         (iso.seccomp.as_str(), iso.host_syscalls, iso.capabilities),
@@ -109,7 +109,7 @@ fn container_memory_adds_runtime_and_workload() {
 #[test]
 fn vm_isolation_faces_the_vmm() {
     let procs = [proc_rec("tinyvmm", true, 5000, Some(3000))];
-    let iso = isolation(PathId::TinyvmmTiny, &procs, Some(470), "6.1").unwrap();
+    let iso = isolation(PathId::TinyvmmTiny, &procs, Some(470), "6.1", "kvm_pvm").unwrap();
     assert!(!iso.host_kernel_shared && !iso.workload_is_host_process);
     assert!(iso.kernel.contains("tiny guest"));
 }
@@ -144,4 +144,13 @@ fn failures_say_what_went_wrong() {
         line.contains("run 3") && line.contains("Exited(122)") && line.contains("KVM could not"),
         "{line}"
     );
+}
+
+#[test]
+fn the_vm_boundary_names_what_the_host_has() {
+    assert!(vm_boundary("kvm_pvm").contains("emulated by the host kernel"));
+    assert!(vm_boundary("kvm_intel").contains("VT-x"));
+    assert!(vm_boundary("kvm_amd").contains("SVM"));
+    assert!(vm_boundary("kvm").starts_with("KVM (kvm)"));
+    assert!(vm_boundary("kvm_pvm").starts_with("KVM without hardware virtualization"));
 }

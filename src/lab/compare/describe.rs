@@ -1,0 +1,142 @@
+//! What the report says about how each path ran, derived from the path's
+//! own configuration and files rather than written down per path: what
+//! survives an instance (persistence), how its launcher was started, and
+//! what its executable contains.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::paths::{Launcher, PathId, Prepared};
+
+/// ELF program header type of the dynamic loader's path.
+const PT_INTERP: u32 = 3;
+
+impl Prepared {
+    /// What outlives one instance, from its configuration: a VM's disk
+    /// options and root, a container's `root.readonly` and tmpfs mounts.
+    pub fn persistence(&self) -> String {
+        match &self.launcher {
+            Launcher::Vmm { args, .. } => {
+                let has = |opts: &[&str]| args.iter().any(|a| opts.contains(&a.as_str()));
+                if has(&["--disk", "-drive"]) {
+                    "a disk image is attached: what the guest writes to it stays on the host".into()
+                } else if has(&["--initrd", "-initrd"]) {
+                    "none: no disk device; the root file system is the initramfs, in guest RAM; gone at exit".into()
+                } else {
+                    "none: no disk device; the guest has only its RAM; gone at exit".into()
+                }
+            }
+            Launcher::Container(_, bundle) => {
+                let config = fs::read_to_string(bundle.dir.join("config.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+                let Some(config) = config else {
+                    return "unknown: config.json unreadable".into();
+                };
+                container_persistence(&config, &bundle.rootfs)
+            }
+        }
+    }
+
+    /// How the launcher runs: its path, and for a runtime its version and
+    /// any workaround this host needs (said, not hidden).
+    pub fn how(&self) -> String {
+        match &self.launcher {
+            Launcher::Vmm { program, .. } => program.display().to_string(),
+            Launcher::Container(rt, _) => rt.describe(),
+        }
+    }
+
+    /// What the launcher's executable holds, read from the file.
+    pub fn binary_contents(&self) -> String {
+        let linking = match elf_is_dynamic(&self.binary.0) {
+            Some(true) => "dynamically linked (its shared libraries are not counted)",
+            Some(false) => "statically linked",
+            None => "not an ELF file we could read",
+        };
+        match self.id {
+            PathId::TinyvmmTiny | PathId::TinyvmmLinux => format!(
+                "{linking}; the VMM alone, with the tiny guest embedded ({} KiB); the lab is in tinyvmm-lab",
+                crate::tiny_guest::ELF.len() >> 10
+            ),
+            _ => linking.to_string(),
+        }
+    }
+}
+
+/// A container's persistence from its `config.json`.
+pub fn container_persistence(config: &Value, rootfs: &Path) -> String {
+    let readonly = config["root"]["readonly"].as_bool().unwrap_or(false);
+    let tmpfs: Vec<&str> = config["mounts"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["type"] == "tmpfs")
+                .filter_map(|m| m["destination"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if readonly {
+        format!(
+            "none: root file system read-only (config.json root.readonly); writable only on tmpfs ({}); gone at exit",
+            tmpfs.join(", ")
+        )
+    } else {
+        format!(
+            "writes to the root file system land in {} on the host and stay",
+            rootfs.display()
+        )
+    }
+}
+
+/// Whether the ELF file at `path` asks for a dynamic loader (`PT_INTERP`).
+pub fn elf_is_dynamic(path: &Path) -> Option<bool> {
+    let mut f = fs::File::open(path).ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let n = f.read(&mut head).ok()?;
+    let head = &head[..n];
+    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 {
+        return None; // not a 64-bit ELF
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let phoff = u64::from_le_bytes(head.get(0x20..0x28)?.try_into().ok()?) as usize;
+    let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    (0..count).try_fold(false, |found, i| {
+        let at = phoff.checked_add(i.checked_mul(size)?)?;
+        let kind = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
+        Some(found || kind == PT_INTERP)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn linking_is_read_from_the_file() {
+        assert_eq!(elf_is_dynamic(Path::new("/bin/sh")), Some(true));
+        assert_eq!(elf_is_dynamic(Path::new("/etc/passwd")), None);
+        if Path::new("/bin/busybox").is_file() {
+            // Debian's busybox-static installs a static /bin/busybox.
+            let dynamic = elf_is_dynamic(Path::new("/bin/busybox"));
+            assert!(dynamic.is_some());
+        }
+    }
+
+    #[test]
+    fn container_persistence_follows_its_config() {
+        let ro = json!({"root": {"readonly": true}, "mounts": [
+            {"destination": "/tmp", "type": "tmpfs"}, {"destination": "/proc", "type": "proc"}]});
+        let text = container_persistence(&ro, Path::new("/r"));
+        assert!(
+            text.starts_with("none: root file system read-only") && text.contains("(/tmp)"),
+            "{text}"
+        );
+        let rw = json!({"root": {"readonly": false}});
+        assert!(container_persistence(&rw, Path::new("/r")).contains("land in /r"));
+    }
+}
