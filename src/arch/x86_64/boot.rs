@@ -11,7 +11,7 @@ use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
 
 use super::layout::*;
 
@@ -346,15 +346,6 @@ pub fn write_boot_params(
         mem,
     )
     .map_err(|_| BootError::GuestWrite("boot_params"))
-}
-
-/// Reads `boot_params` back (tests and the tiny-guest docs use it).
-pub fn read_boot_params(mem: &GuestMemoryMmap) -> Option<boot_params> {
-    use vm_memory::Bytes;
-    let mut params = boot_params::default();
-    mem.read_slice(params.as_mut_slice(), GuestAddress(ZERO_PAGE_START))
-        .ok()?;
-    Some(params)
 }
 
 #[cfg(test)]

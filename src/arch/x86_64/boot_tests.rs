@@ -2,6 +2,7 @@
 
 use super::*;
 use std::io::Cursor;
+use vm_memory::ByteValued;
 use vm_memory::Bytes;
 
 fn mem(size: u64) -> GuestMemoryMmap {
@@ -157,4 +158,13 @@ fn boot_params_carry_cmdline_initrd_and_e820() {
     assert_eq!(&buf, b"console=ttyS0\0");
     let long = "x".repeat(CMDLINE_MAX_SIZE);
     assert!(write_boot_params(&m, &kernel, None, &long, 64 << 20).is_err());
+}
+
+/// Reads `boot_params` back, as the guest kernel will.
+fn read_boot_params(mem: &GuestMemoryMmap) -> Option<boot_params> {
+    use vm_memory::Bytes;
+    let mut params = boot_params::default();
+    mem.read_slice(params.as_mut_slice(), GuestAddress(ZERO_PAGE_START))
+        .ok()?;
+    Some(params)
 }

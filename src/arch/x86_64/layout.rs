@@ -1,7 +1,10 @@
-//! Fixed guest-physical addresses of the x86_64 boot layout, in address order.
+//! Fixed guest-physical addresses of the x86_64 boot layout, in address
+//! order: every address the VMM puts something at is a constant here.
 //!
-//! The same addresses as Firecracker and rust-vmm's vmm-reference, so a
-//! reader can compare. Linux boot protocol:
+//! The low-memory boot structures (GDT, zero page, page tables, command
+//! line, MP table) sit where Firecracker puts them, so a reader can compare;
+//! the MMIO gap is Firecracker's too ([3 GiB, 4 GiB)), where rust-vmm's
+//! vmm-reference uses a different one. Linux boot protocol:
 //! <https://www.kernel.org/doc/html/latest/arch/x86/boot.html>
 
 /// Global Descriptor Table, read by the CPU through GDTR (Intel SDM vol. 3A, 3.5.1).
@@ -43,8 +46,13 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// End of the device-window range: 256 MiB of windows, far below the
 /// IOAPIC (0xfec0_0000) and the TSS pages.
 pub const VIRTIO_MMIO_END: u64 = 0xe000_0000;
+/// IOAPIC registers (the in-kernel IOAPIC answers here; the MP table
+/// announces it). Intel 82093AA datasheet; the conventional PC address.
+pub const IO_APIC_DEFAULT_PHYS_BASE: u32 = 0xfec0_0000;
+/// Local APIC registers of every vCPU (SDM vol. 3A, 10.4.1), handled by KVM.
+pub const APIC_DEFAULT_PHYS_BASE: u32 = 0xfee0_0000;
 /// Three pages KVM needs for the real-mode TSS on Intel (`KVM_SET_TSS_ADDR`),
-/// in the MMIO gap where no RAM is (below the IOAPIC and LAPIC pages).
+/// in the MMIO gap where no RAM is, above the LAPIC page.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// End of the MMIO gap (4 GiB); RAM beyond 3 GiB continues here.
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;

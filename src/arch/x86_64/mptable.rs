@@ -7,12 +7,8 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::{IRQ_MAX, MPTABLE_START};
+use super::layout::{APIC_DEFAULT_PHYS_BASE, IO_APIC_DEFAULT_PHYS_BASE, IRQ_MAX, MPTABLE_START};
 
-/// Local APIC base (SDM vol. 3A, 10.4.1).
-pub const APIC_DEFAULT_PHYS_BASE: u32 = 0xfee0_0000;
-/// IOAPIC base.
-pub const IO_APIC_DEFAULT_PHYS_BASE: u32 = 0xfec0_0000;
 /// APIC version reported for the local APICs and the IOAPIC.
 const APIC_VERSION: u8 = 0x14;
 /// MP spec revision 1.4.

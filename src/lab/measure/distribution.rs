@@ -39,17 +39,6 @@ impl Summary {
             max: sorted[sorted.len() - 1],
         })
     }
-
-    /// The same summary with every figure multiplied by `k` (unit change).
-    pub fn scaled(self, k: f64) -> Summary {
-        Summary {
-            n: self.n,
-            median: self.median * k,
-            p90: self.p90 * k,
-            min: self.min * k,
-            max: self.max * k,
-        }
-    }
 }
 
 /// Percentile `p` (0..=1) of sorted, non-empty `sorted`, interpolated linearly.
@@ -102,11 +91,5 @@ mod tests {
         let s = Summary::of(&[10.0, 11.0, 12.0, 1000.0, 11.0]).unwrap();
         assert_eq!(s.median, 11.0);
         assert_eq!(s.max, 1000.0);
-    }
-
-    #[test]
-    fn scaling_changes_units() {
-        let s = Summary::of(&[1.0, 2.0]).unwrap().scaled(1000.0);
-        assert_eq!((s.min, s.max, s.median), (1000.0, 2000.0, 1500.0));
     }
 }
