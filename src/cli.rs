@@ -67,9 +67,20 @@ pub struct RunArgs {
     /// exploits a VMM bug then has the whole process's privileges.
     #[arg(long)]
     pub no_seccomp: bool,
-    /// Test only: vCPU 0 makes a forbidden system call once its filter is in.
-    #[arg(long, hide = true)]
-    pub seccomp_test_violation: bool,
+    /// Once the VM is built, run as this user id (with --gid), as
+    /// Firecracker's jailer does: the VMM then holds no root privilege
+    /// while the guest runs. Every capability is dropped either way.
+    #[arg(long, value_name = "UID", requires = "gid")]
+    pub uid: Option<u32>,
+    /// Once the VM is built, run as this group id (with --uid).
+    #[arg(long, value_name = "GID", requires = "uid")]
+    pub gid: Option<u32>,
+    /// Test only: a thread makes a forbidden system call once its run-time
+    /// filter is in: CALL@THREAD with CALL one of getppid, open, socket,
+    /// clone, exec, tiocsti, mprotect-exec and THREAD main or vcpu.
+    #[arg(long, hide = true, value_name = "CALL@THREAD", num_args = 0..=1,
+          default_missing_value = "getppid@vcpu")]
+    pub seccomp_test_violation: Option<String>,
 }
 
 impl RunArgs {
@@ -106,12 +117,25 @@ impl RunArgs {
             cpu_template: self.cpu_template,
             boot_timer: self.boot_timer,
             stats: self.stats,
-            sandbox: match (self.no_seccomp, self.seccomp_test_violation) {
+            user: self.uid.zip(self.gid),
+            rebuilds: self.repeat > 1,
+            sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {
                 (true, _) => crate::seccomp::Sandbox::Off,
-                (false, true) => crate::seccomp::Sandbox::TestViolation,
-                (false, false) => crate::seccomp::Sandbox::On,
+                (false, Some(v)) => crate::seccomp::Sandbox::Test(
+                    crate::seccomp::Violation::parse(v).ok_or_else(|| {
+                        ConfigError::Path(format!(
+                            "--seccomp-test-violation {v:?}: expected CALL@THREAD"
+                        ))
+                    })?,
+                ),
+                (false, None) => crate::seccomp::Sandbox::On,
             },
         };
+        if cfg.rebuilds && cfg.user.is_some() {
+            return Err(ConfigError::Path(
+                "--uid/--gid cannot be used with --repeat: each boot needs the rights the switch gives up".into(),
+            ));
+        }
         cfg.validate()?;
         Ok(cfg)
     }

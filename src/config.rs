@@ -17,7 +17,7 @@ pub const DEFAULT_CMDLINE: &str = "reboot=k panic=1 pci=off io_delay=none quiet"
 /// Default guest memory: 128 MiB.
 pub const DEFAULT_MEMORY: u64 = 128 << 20;
 /// The most vCPUs we configure (the MP table and our APIC IDs are 8-bit).
-pub const MAX_VCPUS: u8 = 254;
+pub const MAX_VCPUS: u8 = 32;
 /// Smallest guest memory that can hold the boot structures and a kernel.
 pub const MIN_MEMORY: u64 = 2 * HIMEM_START;
 
@@ -102,6 +102,11 @@ pub struct VmConfig {
     pub stats: bool,
     /// Seccomp sandbox mode.
     pub sandbox: crate::seccomp::Sandbox,
+    /// Switch to this (uid, gid) once the VM is built.
+    pub user: Option<(u32, u32)>,
+    /// This process builds more VMs after this one (`--repeat`): it keeps
+    /// the build stage's sandbox and capabilities, which a build needs.
+    pub rebuilds: bool,
 }
 
 impl Default for VmConfig {
@@ -118,6 +123,8 @@ impl Default for VmConfig {
             boot_timer: false,
             stats: false,
             sandbox: crate::seccomp::Sandbox::On,
+            user: None,
+            rebuilds: false,
         }
     }
 }
@@ -139,7 +146,11 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
     let syntax = || ConfigError::MemorySyntax(text.to_string());
     let trimmed = text.trim();
     let upper = trimmed.to_ascii_uppercase();
-    let unit_str = upper.trim_end_matches("IB").trim_end_matches('B');
+    // One optional "IB" or "B" after the unit, not a repeated one ("128MIBIB").
+    let unit_str = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
     let (digits, shift) = match unit_str.chars().last() {
         Some('K') => (&unit_str[..unit_str.len() - 1], 10),
         Some('M') => (&unit_str[..unit_str.len() - 1], 20),
@@ -147,6 +158,10 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
         Some(c) if c.is_ascii_digit() && unit_str.len() == upper.len() => (unit_str, 20),
         _ => return Err(syntax()),
     };
+    // Digits only: Rust's integer parser would take a sign ("+128M").
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax());
+    }
     let number: u64 = digits.parse().map_err(|_| syntax())?;
     let bytes = number
         .checked_mul(1 << shift)
@@ -240,6 +255,14 @@ mod tests {
                 .contains("too large")
         );
         assert!(parse_memory("99999999999999999G").is_err());
+        for bad in [
+            "+128M", "+128", "128MIBIB", "128BB", "128IB", "M", "1 28M", "0x80M",
+        ] {
+            assert!(
+                matches!(parse_memory(bad), Err(ConfigError::MemorySyntax(_))),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]
@@ -259,6 +282,10 @@ mod tests {
         assert!(cfg.validate().is_ok());
         cfg.vcpus = 0;
         assert_eq!(cfg.validate(), Err(ConfigError::Vcpus(0, MAX_VCPUS.into())));
+        cfg.vcpus = 33;
+        assert!(cfg.validate().is_err(), "Firecracker's cap: 32");
+        cfg.vcpus = 32;
+        assert!(cfg.validate().is_ok());
         cfg.vcpus = 255;
         assert!(cfg.validate().is_err());
     }

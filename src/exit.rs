@@ -17,6 +17,9 @@ pub const EXIT_TRIPLE_FAULT: u8 = 121;
 pub const EXIT_KVM_RUN: u8 = 122;
 /// Exit code: `/dev/kvm` unavailable or a KVM call failed.
 pub const EXIT_KVM_UNAVAILABLE: u8 = 123;
+/// Exit code: a vCPU thread did not leave `KVM_RUN` within its deadline
+/// after the VM ended; the VMM exits without it.
+pub const EXIT_VCPU_STUCK: u8 = 124;
 /// Exit code: bad command line or configuration.
 pub const EXIT_BAD_CONFIG: u8 = 125;
 /// Exit code: kernel or initrd unusable.
@@ -41,6 +44,8 @@ pub enum VmEnd {
     KvmCall(String),
     /// The VMM received a signal (SIGINT, SIGTERM, ...).
     Signal(i32),
+    /// These vCPUs did not stop when told to (the VM's other ending is lost).
+    VcpuStuck(Vec<u8>),
 }
 
 impl VmEnd {
@@ -54,6 +59,7 @@ impl VmEnd {
             VmEnd::KvmRun(_) => EXIT_KVM_RUN,
             VmEnd::KvmCall(_) => EXIT_KVM_UNAVAILABLE,
             VmEnd::Signal(n) => (128 + *n).clamp(0, 255) as u8,
+            VmEnd::VcpuStuck(_) => EXIT_VCPU_STUCK,
         }
     }
 
@@ -69,6 +75,9 @@ impl VmEnd {
             VmEnd::KvmRun(why) => Some(format!("KVM could not run the guest: {why}")),
             VmEnd::KvmCall(why) => Some(format!("KVM call failed: {why}")),
             VmEnd::Signal(n) => Some(format!("stopped by signal {n}")),
+            VmEnd::VcpuStuck(ids) => Some(format!(
+                "vCPU(s) {ids:?} did not stop when told to; exiting with {EXIT_VCPU_STUCK}"
+            )),
         }
     }
 }

@@ -23,6 +23,8 @@ pub mod kernel_dir;
 pub mod kvm;
 /// The measurement lab: `compare`, probes, containers. Uses the core only.
 pub mod lab;
+/// Least privilege: capabilities dropped, optional user switch.
+pub mod privileges;
 /// The seccomp sandbox: per-thread system-call filters.
 pub mod seccomp;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.

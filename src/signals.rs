@@ -3,10 +3,20 @@
 //!
 //! A signal handler may only do async-signal-safe work, so ours stores the
 //! signal number and writes to the exit eventfd; the main loop does the rest.
+//!
+//! A kick must not be lost: a signal that lands after the vCPU loop looked
+//! at its stop flag but before it entered `KVM_RUN` interrupts nothing. So
+//! the kick handler also sets `immediate_exit` in the kicked thread's own
+//! `kvm_run` (KVM API 5: "the next KVM_RUN returns EINTR at once"), through
+//! a thread-local pointer that `with_kick_target` sets only for as long as
+//! the vCPU fd is borrowed.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use std::cell::Cell;
+
+use kvm_ioctls::VcpuFd;
 use libc::{c_int, c_void, siginfo_t};
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 
@@ -28,8 +38,40 @@ extern "C" fn on_exit_signal(num: c_int, _info: *mut siginfo_t, _ctx: *mut c_voi
     }
 }
 
+thread_local! {
+    /// This thread's vCPU `kvm_run.immediate_exit`, while `with_kick_target` runs.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
 extern "C" fn on_kick(_num: c_int, _info: *mut siginfo_t, _ctx: *mut c_void) {
-    // Nothing to do: delivery alone makes KVM_RUN return EINTR.
+    // Delivery makes a running KVM_RUN return EINTR; immediate_exit makes
+    // the next one return at once, so a kick just before it is not lost.
+    let target = IMMEDIATE_EXIT.with(Cell::get);
+    if !target.is_null() {
+        // SAFETY: the pointer is this thread's own (thread-local), set by
+        // `with_kick_target` to a field of the kvm_run mapping of a VcpuFd
+        // it holds a `&mut` borrow of, and reset to null before that
+        // borrow ends (also on unwind); the handler runs on this thread, so
+        // it sees null or a live mapping. A volatile byte store is
+        // async-signal-safe.
+        unsafe { target.write_volatile(1) };
+    }
+}
+
+/// Runs `f` with `fd` as this thread's kick target: a kick then also sets
+/// the vCPU's `immediate_exit`. The loop in `f` clears it after each EINTR.
+pub fn with_kick_target<R>(fd: &mut VcpuFd, f: impl FnOnce(&mut VcpuFd) -> R) -> R {
+    /// Clears the target when `with_kick_target` returns or unwinds.
+    struct Disarm;
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+        }
+    }
+    let field: *mut u8 = &mut fd.get_kvm_run().immediate_exit;
+    IMMEDIATE_EXIT.with(|c| c.set(field));
+    let _disarm = Disarm;
+    f(fd)
 }
 
 /// The signal used to kick vCPU threads.

@@ -71,7 +71,10 @@ fn the_core_never_imports_the_lab() {
     let lab = root().join("src/lab");
     let lab_bin = root().join("src/bin/tinyvmm-lab.rs");
     let mut offenders = Vec::new();
-    for f in files.iter().filter(|f| !f.starts_with(&lab) && **f != lab_bin) {
+    for f in files
+        .iter()
+        .filter(|f| !f.starts_with(&lab) && **f != lab_bin)
+    {
         let refs = lab_references(&code_only(&std::fs::read_to_string(f).unwrap()));
         if !refs.is_empty() {
             offenders.push(format!("{}: {refs:?}", f.display()));

@@ -131,9 +131,9 @@ impl GuestOutput {
             space: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
         });
         let worker = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("console-out".into())
-            .spawn(move || write_loop(&worker, sink))?;
+        let thread = crate::privileges::spawn_unprivileged("console-out", move || {
+            write_loop(&worker, sink)
+        })?;
         Ok(GuestOutput {
             shared,
             thread: Some(thread),

@@ -54,9 +54,7 @@ impl StdinSource {
         }
         // SAFETY: pipe2 succeeded, so both fds are new and ours.
         let (rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-        std::thread::Builder::new()
-            .name("stdin-pump".into())
-            .spawn(move || pump(stdin, wr))?;
+        crate::privileges::spawn_unprivileged("stdin-pump", move || pump(stdin, wr))?;
         Ok(StdinSource { file: rd })
     }
 }
@@ -75,9 +73,14 @@ fn pollable(fd: RawFd) -> bool {
 
 fn pump(mut from: File, mut to: File) {
     let mut buf = [0u8; 4096];
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || to.write_all(&buf[..n]).is_err() {
-            break;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if to.write_all(&buf[..n]).is_ok() => {}
+            Ok(_) => break,
+            // A signal (e.g. a kick or SIGWINCH) is not the end of input.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
 }
@@ -122,6 +125,11 @@ impl StdinForwarder {
         }
         let mut buf = [0u8; 4096];
         match self.source.file.read(&mut buf[..room]) {
+            // A signal interrupted the read: stdin is still there, and
+            // epoll reports it again while data is waiting.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Would block: nothing to read after all (a spurious wake-up).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Ok(0) | Err(_) => {
                 let _ = ops.remove(self.stdin_events());
                 self.eof = true;

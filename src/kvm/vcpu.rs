@@ -22,6 +22,7 @@ use crate::config::CpuTemplate;
 use crate::devices::bus::IoBuses;
 use crate::exit::{ExitSignal, VmEnd};
 use crate::seccomp::{self, Sandbox};
+use crate::signals;
 
 /// Static, per-VM facts every vCPU is configured from.
 pub struct VcpuSetup<'a> {
@@ -112,42 +113,22 @@ impl Vcpu {
                 exit.request(VmEnd::KvmCall(format!("vCPU {}: {e}", self.id)));
                 return stats;
             }
-            if sandbox == Sandbox::TestViolation && self.id == 0 {
-                // SAFETY: getppid has no arguments; the filter traps it.
-                unsafe { libc::syscall(libc::SYS_getppid) };
+            if let Sandbox::Test(v) = sandbox {
+                if v.on_vcpu && self.id == 0 {
+                    v.attempt();
+                }
             }
         }
-        // Stop when told to, or as soon as any device or vCPU has decided the
-        // VM's ending (e.g. a debug-exit write): the guest runs no further.
-        while !stop.load(Ordering::Acquire) && !exit.requested() {
-            let entered = Instant::now();
-            let result = self.fd.run();
-            let left = Instant::now();
-            stats.in_kvm_run += left - entered;
-            let action = match result {
-                Ok(vcpu_exit) => handle_exit(vcpu_exit, buses, &mut stats),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    // A kick (signal) or a transient condition: look at `stop`.
-                    self.fd.set_kvm_immediate_exit(0);
-                    stats.exit("interrupted");
-                    ExitAction::Continue
-                }
-                Err(e) => {
-                    ExitAction::Stop(VmEnd::KvmCall(format!("KVM_RUN on vCPU {}: {e}", self.id)))
-                }
-            };
-            stats.in_vmm += left.elapsed();
-            match action {
-                ExitAction::Continue => {}
-                ExitAction::Stop(why) => {
-                    exit.request(why);
-                    break;
-                }
-                ExitAction::InternalError => {
-                    exit.request(VmEnd::KvmRun(self.internal_error_details()));
-                    break;
-                }
+        let id = self.id;
+        let ending = signals::with_kick_target(&mut self.fd, |fd| {
+            run_loop(fd, id, buses, exit, stop, &mut stats)
+        });
+        match ending {
+            Some(ExitAction::Stop(why)) => exit.request(why),
+            Some(ExitAction::InternalError) => {
+                exit.request(VmEnd::KvmRun(self.internal_error_details()))
             }
+            Some(ExitAction::Continue) | None => {}
         }
         stats
     }
@@ -209,4 +190,40 @@ impl Vcpu {
         }
         text
     }
+}
+
+/// `KVM_RUN` until an exit ends the VM (returned), `stop` is set or the
+/// VM's ending was decided elsewhere (`None`): the guest runs no further
+/// once any device or vCPU has decided the VM's ending (e.g. a debug-exit
+/// write).
+fn run_loop(
+    fd: &mut VcpuFd,
+    id: u8,
+    buses: &IoBuses,
+    exit: &ExitSignal,
+    stop: &AtomicBool,
+    stats: &mut ExitStats,
+) -> Option<ExitAction> {
+    while !stop.load(Ordering::Acquire) && !exit.requested() {
+        let entered = Instant::now();
+        let result = fd.run();
+        let left = Instant::now();
+        stats.in_kvm_run += left - entered;
+        let action = match result {
+            Ok(vcpu_exit) => handle_exit(vcpu_exit, buses, stats),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // A kick (signal, maybe through immediate_exit) or a
+                // transient condition: look at `stop`.
+                fd.set_kvm_immediate_exit(0);
+                stats.exit("interrupted");
+                ExitAction::Continue
+            }
+            Err(e) => ExitAction::Stop(VmEnd::KvmCall(format!("KVM_RUN on vCPU {id}: {e}"))),
+        };
+        stats.in_vmm += left.elapsed();
+        if action != ExitAction::Continue {
+            return Some(action);
+        }
+    }
+    None
 }

@@ -1,6 +1,7 @@
-//! The vCPU threads of a running VM: start one named thread per vCPU, kick
-//! them out of `KVM_RUN`, and join them with a deadline, collecting each
-//! vCPU's exit counters.
+//! The vCPU threads of a running VM: start one named thread per vCPU, hold
+//! them at a gate until the main thread has put the run-time sandbox on
+//! every thread, kick them out of `KVM_RUN`, and join them with a deadline,
+//! collecting each vCPU's exit counters.
 //!
 //! A kick is the real-time signal of `crate::signals`: its delivery makes a
 //! thread's `KVM_RUN` return `EINTR`, after which the loop sees `stop` (or
@@ -9,24 +10,58 @@
 //! until the thread has finished or the deadline passes.
 
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::exit_stats::ExitStats;
 use super::vcpu::Vcpu;
 use crate::devices::bus::IoBuses;
-use crate::exit::ExitSignal;
+use crate::exit::{ExitSignal, VmEnd};
 use crate::seccomp::Sandbox;
 use crate::signals;
+use crate::sync::lock;
 
 /// How often a kick is repeated while a thread has not finished.
 const KICK_INTERVAL: Duration = Duration::from_millis(1);
 
+/// Where new vCPU threads wait: each arrives (after dropping its
+/// capabilities), then waits until the main thread opens (run) or aborts.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<(usize, Option<bool>)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn arrive_and_wait(&self) -> bool {
+        let mut st = lock(&self.state);
+        st.0 += 1;
+        self.changed.notify_all();
+        while st.1.is_none() {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.1 == Some(true)
+    }
+
+    fn wait_for(&self, threads: usize) {
+        let mut st = lock(&self.state);
+        while st.0 < threads {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn open(&self, run: bool) {
+        lock(&self.state).1 = Some(run);
+        self.changed.notify_all();
+    }
+}
+
 /// The running vCPU threads.
 pub struct VcpuHandles {
     stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     threads: Vec<(u8, JoinHandle<ExitStats>)>,
 }
 
@@ -54,9 +89,11 @@ impl Joined {
 }
 
 impl VcpuHandles {
-    /// Starts one thread per vCPU, named `vcpu<N>`, running `Vcpu::run`.
-    /// If a thread cannot be started, the ones already running are
-    /// stopped and joined before the error is returned.
+    /// Starts one thread per vCPU, named `vcpu<N>`. Each drops its
+    /// capabilities, then waits at the gate; once every thread is there
+    /// (`wait_all_ready`) and the main thread opens it (`release`), each runs
+    /// `Vcpu::run`. If a thread cannot be started, the gate aborts and the
+    /// ones already started are joined before the error is returned.
     pub fn start(
         vcpus: Vec<Vcpu>,
         buses: Arc<IoBuses>,
@@ -65,23 +102,48 @@ impl VcpuHandles {
     ) -> std::io::Result<VcpuHandles> {
         let mut handles = VcpuHandles {
             stop: Arc::new(AtomicBool::new(false)),
+            gate: Arc::new(Gate::default()),
             threads: Vec::with_capacity(vcpus.len()),
         };
         for vcpu in vcpus {
             let id = vcpu.id;
             let (buses, exit, stop) = (buses.clone(), exit.clone(), handles.stop.clone());
+            let gate = handles.gate.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
-                .spawn(move || vcpu.run(&buses, &exit, &stop, sandbox));
+                .spawn(move || {
+                    if let Err(e) = crate::privileges::drop_thread_capabilities() {
+                        exit.request(VmEnd::KvmCall(format!(
+                            "vCPU {id}: dropping capabilities: {e}"
+                        )));
+                    }
+                    if !gate.arrive_and_wait() {
+                        return ExitStats::default();
+                    }
+                    vcpu.run(&buses, &exit, &stop, sandbox)
+                });
             match spawned {
                 Ok(thread) => handles.threads.push((id, thread)),
                 Err(e) => {
+                    handles.gate.open(false);
                     handles.join(Duration::from_secs(1));
                     return Err(e);
                 }
             }
         }
         Ok(handles)
+    }
+
+    /// Waits until every vCPU thread has started and dropped its
+    /// capabilities: from then on they all carry this thread's filters
+    /// only, so a filter synchronised to all threads reaches them.
+    pub fn wait_all_ready(&self) {
+        self.gate.wait_for(self.threads.len());
+    }
+
+    /// Lets the vCPUs run (`true`) or end without running (`false`).
+    pub fn release(&self, run: bool) {
+        self.gate.open(run);
     }
 
     /// Number of vCPU threads.
@@ -111,6 +173,7 @@ impl VcpuHandles {
     /// Stops every vCPU: kicks until each thread has finished or `deadline`
     /// has passed, then joins the finished ones.
     pub fn join(self, deadline: Duration) -> Joined {
+        self.gate.open(false); // threads still at the gate end without running
         let until = Instant::now() + deadline;
         loop {
             self.kick();

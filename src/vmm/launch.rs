@@ -23,7 +23,7 @@ pub fn run_command(args: &RunArgs, process_start: Instant) -> u8 {
         eprintln!(
             "tinyvmm: WARNING: --no-seccomp: running WITHOUT the seccomp sandbox; debugging only"
         );
-    } else if let Err(e) = seccomp::install_vmm_filter() {
+    } else if let Err(e) = seccomp::install_build_filter() {
         eprintln!("tinyvmm: {e}");
         return exit::EXIT_KVM_UNAVAILABLE;
     }

@@ -109,6 +109,11 @@ impl Vmm {
         }
         let vm = Vm::new(kvm, mem)?;
 
+        // Threads created from here on keep what a user switch needs.
+        if config.user.is_some() {
+            crate::privileges::plan_user_switch();
+        }
+
         // 4. Devices on the buses, owned by the device manager.
         let exit = Arc::new(ExitSignal::new().map_err(setup_err("the exit eventfd"))?);
         let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);

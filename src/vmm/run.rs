@@ -18,12 +18,16 @@ use crate::devices::stdin::{StdinForwarder, StdinSource};
 use crate::exit::{ExitSignal, VmEnd};
 use crate::host::process;
 use crate::kvm::vcpu_handles::VcpuHandles;
+use crate::seccomp::Sandbox;
 use crate::signals;
 use crate::sync::lock;
 use crate::terminal::RawTerminal;
 
 /// How long we wait for guest output to reach stdout at exit.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// The event loop's manager.
+type Loop = EventManager<Box<dyn MutEventSubscriber + Send>>;
+
 /// How long the vCPU threads get to leave `KVM_RUN` once kicked.
 const VCPU_JOIN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -40,6 +44,15 @@ impl Vmm {
             ConsoleKind::None => None,
             _ => RawTerminal::enter(),
         };
+        // Everything that opens files or makes fds and threads happens now,
+        // before the run-time sandbox forbids it.
+        let mut events = self.event_manager().map_err(setup_err("the event loop"))?;
+        let mut rollup = self
+            .config
+            .stats
+            .then(process::RollupReader::open)
+            .flatten();
+        let pvm = crate::host::kvm_emulates_guest_kernel();
 
         let cpu_to_first_run = process::process_cpu_time();
         let vcpus = VcpuHandles::start(
@@ -49,8 +62,16 @@ impl Vmm {
             self.config.sandbox,
         )
         .map_err(setup_err("a vCPU thread"))?;
+        vcpus.wait_all_ready();
+        match self.lock_down() {
+            Ok(()) => vcpus.release(true),
+            Err(e) => {
+                vcpus.release(false);
+                self.exit.request(VmEnd::KvmCall(e.to_string()));
+            }
+        }
 
-        if let Err(e) = self.event_loop() {
+        if let Err(e) = self.event_loop(&mut events, pvm) {
             self.exit
                 .request(VmEnd::KvmCall(format!("event loop: {e}")));
         }
@@ -67,17 +88,19 @@ impl Vmm {
         }
         signals::set_exit_fd(-1);
         drop(terminal);
-        // Reading /proc/self/smaps costs time at exit: only for --stats.
-        let resident = if self.config.stats {
-            process::resident(&self.vm.guest_host_ranges())
-        } else {
-            process::Resident::default()
+        // Reading /proc/self/smaps_rollup costs time at exit: only for --stats.
+        let resident = match rollup.as_mut() {
+            Some(r) => r.resident(&self.vm.guest_host_ranges()),
+            None => process::Resident::default(),
         };
 
         let output = self.output.finish(OUTPUT_DRAIN_TIMEOUT);
         let mut exit = self.exit.reason().unwrap_or(VmEnd::Reset);
         if exit == VmEnd::Reset && output.panic_seen {
             exit = VmEnd::Panic;
+        }
+        if !joined.stuck.is_empty() {
+            exit = VmEnd::VcpuStuck(joined.stuck.clone());
         }
         Ok(RunReport {
             exit,
@@ -96,8 +119,40 @@ impl Vmm {
         })
     }
 
-    fn event_loop(&mut self) -> Result<(), event_manager::Error> {
-        let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
+    /// The end of the build: switch user (`--uid`/`--gid`), drop this
+    /// thread's capabilities (the vCPU, output and stdin threads drop
+    /// their own), and put the run-time seccomp filter on every thread.
+    /// Skipped when the process will build another VM (`--repeat`), which
+    /// needs the build stage's rights again; the test hook then fires.
+    fn lock_down(&self) -> Result<(), VmmError> {
+        if self.config.rebuilds {
+            return Ok(());
+        }
+        // Bounding set first (that needs CAP_SETPCAP, which the switch
+        // takes away), then the user, then what this thread has left.
+        crate::privileges::drop_thread_capabilities()
+            .map_err(setup_err("dropping capabilities"))?;
+        if let Some((uid, gid)) = self.config.user {
+            crate::privileges::switch_user(uid, gid).map_err(setup_err("--uid/--gid"))?;
+        }
+        crate::privileges::clear_thread_capabilities()
+            .map_err(setup_err("dropping capabilities"))?;
+        if self.config.sandbox == Sandbox::Off {
+            return Ok(());
+        }
+        crate::seccomp::install_run_filter().map_err(setup_err("the run-time seccomp filter"))?;
+        if let Sandbox::Test(v) = self.config.sandbox {
+            if !v.on_vcpu {
+                v.attempt();
+            }
+        }
+        Ok(())
+    }
+
+    /// The event loop's manager with every subscriber: exit requests,
+    /// stdin, the devices' queues.
+    fn event_manager(&mut self) -> Result<Loop, event_manager::Error> {
+        let mut manager: Loop = EventManager::new()?;
         manager.add_subscriber(Box::new(ExitWatcher(self.exit.clone())));
         if let Some((target, drained)) = self.devices.take_console_input() {
             match StdinSource::open() {
@@ -110,12 +165,16 @@ impl Vmm {
         for subscriber in self.devices.take_subscribers() {
             manager.add_subscriber(subscriber);
         }
+        Ok(manager)
+    }
+
+    fn event_loop(&mut self, manager: &mut Loop, pvm: bool) -> Result<(), event_manager::Error> {
         let loop_start = Instant::now();
         let mut console_checked = self.devices.virtio_console().is_none();
         while self.exit.reason().is_none() {
             manager.run_with_timeout(100)?;
             if !console_checked {
-                console_checked = self.check_console_started(loop_start, false);
+                console_checked = self.check_console_started(loop_start, pvm, false);
             }
             if let Some(sig) = signals::pending() {
                 self.exit.request(VmEnd::Signal(sig));
@@ -123,7 +182,7 @@ impl Vmm {
         }
         // A guest that ended on its own before the check could settle.
         if !console_checked && !matches!(self.exit.reason(), Some(VmEnd::Signal(_))) {
-            self.check_console_started(loop_start, true);
+            self.check_console_started(loop_start, pvm, true);
         }
         Ok(())
     }
@@ -134,7 +193,7 @@ impl Vmm {
     /// a normal boot, or by the time it ended on its own, without starting
     /// the device and without any output, say so with the fix. Returns
     /// whether the check is settled.
-    fn check_console_started(&self, since: Instant, at_exit: bool) -> bool {
+    fn check_console_started(&self, since: Instant, pvm: bool, at_exit: bool) -> bool {
         let Some(console) = self.devices.virtio_console() else {
             return true;
         };
@@ -144,7 +203,7 @@ impl Vmm {
         if lock(console).ever_activated() || printed {
             return true;
         }
-        let (progress, limit, unit) = console_start_limit(since);
+        let (progress, limit, unit) = console_start_limit(since, pvm);
         // Only the user-space markers count: "kernel start" (0x40 on port
         // 0x80) comes long before a driver could have probed the device.
         let user_space = self
@@ -190,8 +249,8 @@ impl MutEventSubscriber for ExitWatcher {
 /// time says little when other VMs share the CPUs (a boot took over 6 min
 /// on a loaded 2-core host), so the measure is the process's CPU time,
 /// nearly all of it the vCPU running the guest.
-fn console_start_limit(since: Instant) -> (Duration, Duration, &'static str) {
-    if crate::host::kvm_emulates_guest_kernel() {
+fn console_start_limit(since: Instant, pvm: bool) -> (Duration, Duration, &'static str) {
+    if pvm {
         let cpu = process::process_cpu_time();
         (cpu, Duration::from_secs(90), "guest CPU time")
     } else {
