@@ -23,6 +23,8 @@ pub mod kernel_dir;
 pub mod kvm;
 /// The measurement lab: `compare`, probes, containers. Uses the core only.
 pub mod lab;
+/// Messages on stderr through a bounded queue: no thread blocks on it.
+pub mod log;
 /// Least privilege: capabilities dropped, optional user switch.
 pub mod privileges;
 /// The seccomp sandbox: per-thread system-call filters.

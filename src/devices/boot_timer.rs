@@ -7,6 +7,11 @@
 //!   port 0x80 (Cloud Hypervisor's debug-port codes). Linux also writes port
 //!   0x80 for I/O delays, so other values are ignored, and guests should boot
 //!   with `io_delay=none`.
+//!
+//! A guest can write a marker as often as it likes, so only the first time
+//! of each kind is kept, plus a count: memory does not grow with the
+//! guest's writes. Nothing is printed from the vCPU thread that saw the
+//! write; the event loop prints new markers (`take_unprinted`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,43 +70,71 @@ impl MarkerTime {
     }
 }
 
+/// What the timer keeps: each kind's first time, in order, and counts.
+#[derive(Debug, Default)]
+struct Marks {
+    first: Vec<MarkerTime>,
+    printed: usize,
+    writes: u64,
+}
+
 /// Collects marker times; the device on both buses and the VMM share it.
 #[derive(Debug)]
 pub struct BootTimer {
     process_start: Instant,
     build_start: Instant,
     print: bool,
-    marks: Mutex<Vec<MarkerTime>>,
+    marks: Mutex<Marks>,
 }
 
 impl BootTimer {
-    /// A timer that prints each marker on stderr when `print` is set.
+    /// A timer whose new markers `take_unprinted` hands out when `print`
+    /// is set (`--boot-timer`).
     pub fn new(process_start: Instant, build_start: Instant, print: bool) -> Arc<Self> {
         Arc::new(BootTimer {
             process_start,
             build_start,
             print,
-            marks: Mutex::new(Vec::new()),
+            marks: Mutex::new(Marks::default()),
         })
     }
 
-    /// Records a marker now.
+    /// Records a marker now: its time if it is the first of its kind, and
+    /// a count in any case.
     pub fn mark(&self, marker: Marker) {
         let now = Instant::now();
-        let t = MarkerTime {
+        let mut marks = crate::sync::lock(&self.marks);
+        marks.writes = marks.writes.saturating_add(1);
+        if marks.first.iter().any(|m| m.marker == marker) {
+            return;
+        }
+        marks.first.push(MarkerTime {
             marker,
             since_process_start: now.saturating_duration_since(self.process_start),
             since_build_start: now.saturating_duration_since(self.build_start),
-        };
-        if self.print {
-            eprintln!("{}", t.report());
-        }
-        crate::sync::lock(&self.marks).push(t);
+        });
     }
 
-    /// Every marker so far, in order.
+    /// The first marker of each kind, in the order they came.
     pub fn marks(&self) -> Vec<MarkerTime> {
-        crate::sync::lock(&self.marks).clone()
+        crate::sync::lock(&self.marks).first.clone()
+    }
+
+    /// Marker writes in all, first ones included.
+    pub fn writes(&self) -> u64 {
+        crate::sync::lock(&self.marks).writes
+    }
+
+    /// With `--boot-timer`, the markers not handed out yet (at most one of
+    /// each kind over a run); nothing otherwise.
+    pub fn take_unprinted(&self) -> Vec<MarkerTime> {
+        if !self.print {
+            return Vec::new();
+        }
+        let mut marks = crate::sync::lock(&self.marks);
+        let new = marks.first[marks.printed..].to_vec();
+        marks.printed = marks.first.len();
+        new
     }
 }
 
@@ -161,5 +194,22 @@ mod tests {
         let m = timer.marks()[2];
         assert!(m.since_process_start >= m.since_build_start);
         assert!(m.report().contains("boot timer"));
+    }
+
+    #[test]
+    fn a_guest_that_writes_markers_forever_grows_nothing() {
+        let t0 = Instant::now();
+        let timer = BootTimer::new(t0, t0, true);
+        let mut port = DebugPort(timer.clone());
+        for _ in 0..1_000_000 {
+            port.write(0, &[DEBUG_PORT_USER_SPACE]);
+        }
+        assert_eq!(timer.marks().len(), 1);
+        assert_eq!(timer.writes(), 1_000_000);
+        assert_eq!(timer.take_unprinted().len(), 1);
+        assert!(
+            timer.take_unprinted().is_empty(),
+            "each marker is handed out once"
+        );
     }
 }

@@ -74,7 +74,7 @@ impl Vcpu {
         let set = fd.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
         if set != entries.len() {
             // KVM stops at the first MSR it refuses; say which, keep going.
-            eprintln!(
+            crate::say!(
                 "tinyvmm: warning: KVM refused MSR {:#x}; {set} of {} boot MSRs set",
                 entries[set].index,
                 entries.len()

@@ -11,29 +11,44 @@ use crate::{exit, seccomp, signals};
 
 /// `tinyvmm run`: build and run one VM, report on stderr, return the exit code.
 pub fn run_command(args: &RunArgs, process_start: Instant) -> u8 {
+    let code = run_boots(args, process_start);
+    // Whatever stderr still owes, within half a second (it may be a pipe
+    // that nobody reads: exiting on time matters more).
+    crate::log::finish(std::time::Duration::from_millis(500));
+    code
+}
+
+/// Validates, sandboxes, then builds and runs `--repeat` VMs.
+fn run_boots(args: &RunArgs, process_start: Instant) -> u8 {
     signals::die_with_parent();
     let config = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("tinyvmm: {e}");
+            crate::say!("tinyvmm: {e}");
             return exit::EXIT_BAD_CONFIG;
         }
     };
     if config.sandbox == seccomp::Sandbox::Off {
-        eprintln!(
+        crate::say!(
             "tinyvmm: WARNING: --no-seccomp: running WITHOUT the seccomp sandbox; debugging only"
         );
     } else if let Err(e) = seccomp::install_build_filter() {
-        eprintln!("tinyvmm: {e}");
+        crate::say!("tinyvmm: {e}");
         return exit::EXIT_KVM_UNAVAILABLE;
     }
+    if config.user.is_some() {
+        // Before any helper thread starts: they keep what the switch needs.
+        crate::privileges::plan_user_switch();
+    }
+    // From here on, messages go through the log thread (under the filter).
+    crate::log::start();
     let mut code = 0;
     for boot in 1..=args.repeat {
         let started = Instant::now();
         let report = match Vmm::build(&config, process_start).and_then(Vmm::run) {
             Ok(report) => report,
             Err(e) => {
-                eprintln!("tinyvmm: {e}");
+                crate::say!("tinyvmm: {e}");
                 return e.exit_code();
             }
         };
@@ -43,7 +58,7 @@ pub fn run_command(args: &RunArgs, process_start: Instant) -> u8 {
             let marker = report.markers.first().map_or(String::new(), |m| {
                 format!(", marker {:.3} ms", m.since_build_start.as_secs_f64() * 1e3)
             });
-            eprintln!(
+            crate::say!(
                 "tinyvmm: boot {boot}/{}: exit {code}, {:.3} ms (build {:.3} ms{marker}); {}",
                 args.repeat,
                 started.elapsed().as_secs_f64() * 1e3,

@@ -15,6 +15,7 @@ use crate::devices::virtio::mmio::TransportStats;
 use crate::exit::VmEnd;
 use crate::host::process::Resident;
 use crate::kvm::exit_stats::ExitStats;
+use crate::say;
 
 /// Guest RAM after its VM has ended. Dropping it unmaps the memory;
 /// `keep_until_process_exit` leaves it mapped until the process exits, so
@@ -46,8 +47,10 @@ pub struct RunReport {
     pub stats: ExitStats,
     /// What happened to the console output.
     pub output: OutputStats,
-    /// Boot markers hit.
+    /// Boot markers hit: the first of each kind.
     pub markers: Vec<MarkerTime>,
+    /// Marker writes by the guest in all.
+    pub marker_writes: u64,
     /// Time spent in `Vmm::build`.
     pub build_time: Duration,
     /// Time from the start of `run` to the VM's end.
@@ -66,11 +69,11 @@ pub struct RunReport {
 /// What `run` says on stderr about one finished VM.
 pub fn print_report(config: &VmConfig, report: &RunReport) {
     if let Some(msg) = report.exit.describe() {
-        eprintln!("tinyvmm: {msg}");
+        say!("tinyvmm: {msg}");
     }
     let out = report.output;
     if out.dropped_full > 0 || out.discarded > 0 {
-        eprintln!(
+        say!(
             "tinyvmm: guest console output: {} bytes written, {} dropped (stdout too slow for the 8250), {} discarded{}",
             out.written,
             out.dropped_full,
@@ -83,23 +86,29 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
         );
     }
     if config.stats {
-        eprint!("{}", report.stats.report());
-        eprintln!(
+        say!("{}", report.stats.report().trim_end());
+        say!(
             "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
             report.build_time.as_secs_f64() * 1e3,
             report.run_time.as_secs_f64() * 1e3,
             report.cpu_to_first_run.as_secs_f64() * 1e3
         );
-        eprintln!(
+        say!(
             "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
             report.resident.vmm as f64 / (1 << 20) as f64,
             report.resident.guest as f64 / (1 << 20) as f64
         );
         if let Some((console, transport)) = &report.virtio_console {
-            eprint!("{}", virtio_console_report(console, transport));
+            say!("{}", virtio_console_report(console, transport).trim_end());
+        }
+        if report.marker_writes > report.markers.len() as u64 {
+            say!(
+                "tinyvmm: boot marker writes: {} (the first of each kind is kept)",
+                report.marker_writes
+            );
         }
         for m in &report.markers {
-            eprintln!("{}", m.report());
+            say!("{}", m.report());
         }
     }
 }

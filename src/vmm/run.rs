@@ -25,6 +25,9 @@ use crate::terminal::RawTerminal;
 
 /// How long we wait for guest output to reach stdout at exit.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same when a signal ended the VM: the user asked to stop, and the
+/// whole exit must fit in 2 s even if nobody reads stdout.
+const OUTPUT_DRAIN_AFTER_SIGNAL: Duration = Duration::from_millis(500);
 /// The event loop's manager.
 type Loop = EventManager<Box<dyn MutEventSubscriber + Send>>;
 
@@ -78,13 +81,13 @@ impl Vmm {
 
         let joined = vcpus.join(VCPU_JOIN_DEADLINE);
         for id in &joined.stuck {
-            eprintln!(
+            crate::say!(
                 "tinyvmm: vCPU {id} did not leave KVM_RUN within {} s of its kick; exiting without it",
                 VCPU_JOIN_DEADLINE.as_secs()
             );
         }
         for id in &joined.panicked {
-            eprintln!("tinyvmm: vCPU {id}'s thread panicked; its exit counts are lost");
+            crate::say!("tinyvmm: vCPU {id}'s thread panicked; its exit counts are lost");
         }
         signals::set_exit_fd(-1);
         drop(terminal);
@@ -94,7 +97,11 @@ impl Vmm {
             None => process::Resident::default(),
         };
 
-        let output = self.output.finish(OUTPUT_DRAIN_TIMEOUT);
+        let drain = match self.exit.reason() {
+            Some(VmEnd::Signal(_)) => OUTPUT_DRAIN_AFTER_SIGNAL,
+            _ => OUTPUT_DRAIN_TIMEOUT,
+        };
+        let output = self.output.finish(drain);
         let mut exit = self.exit.reason().unwrap_or(VmEnd::Reset);
         if exit == VmEnd::Reset && output.panic_seen {
             exit = VmEnd::Panic;
@@ -107,6 +114,7 @@ impl Vmm {
             stats: joined.merged(),
             output,
             markers: self.boot_timer.marks(),
+            marker_writes: self.boot_timer.writes(),
             build_time: self.build_time,
             run_time: run_start.elapsed(),
             cpu_to_first_run,
@@ -159,7 +167,7 @@ impl Vmm {
                 Ok(source) => {
                     manager.add_subscriber(Box::new(StdinForwarder::new(source, target, drained)));
                 }
-                Err(e) => eprintln!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
+                Err(e) => crate::say!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
             }
         }
         for subscriber in self.devices.take_subscribers() {
@@ -173,6 +181,7 @@ impl Vmm {
         let mut console_checked = self.devices.virtio_console().is_none();
         while self.exit.reason().is_none() {
             manager.run_with_timeout(100)?;
+            self.print_new_markers();
             if !console_checked {
                 console_checked = self.check_console_started(loop_start, pvm, false);
             }
@@ -180,11 +189,20 @@ impl Vmm {
                 self.exit.request(VmEnd::Signal(sig));
             }
         }
+        self.print_new_markers();
         // A guest that ended on its own before the check could settle.
         if !console_checked && !matches!(self.exit.reason(), Some(VmEnd::Signal(_))) {
             self.check_console_started(loop_start, pvm, true);
         }
         Ok(())
+    }
+
+    /// `--boot-timer`: each marker's line, once, from this thread (a vCPU
+    /// thread that saw the write never waits on stderr).
+    fn print_new_markers(&self) {
+        for m in self.boot_timer.take_unprinted() {
+            crate::say!("{}", m.report());
+        }
     }
 
     /// A guest whose kernel lacks the virtio console driver prints nothing
@@ -221,7 +239,7 @@ impl Vmm {
         } else {
             format!("within {} s of {unit}", limit.as_secs())
         };
-        eprintln!(
+        crate::say!(
             "tinyvmm: warning: the guest has printed nothing and has not started the virtio console (hvc0) {when}; \
              its kernel may lack CONFIG_VIRTIO_MMIO, CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES or CONFIG_VIRTIO_CONSOLE. \
              Use --console serial for a console on the 8250 (ttyS0)."

@@ -48,7 +48,7 @@ impl<D: VirtioDevice> MutEventSubscriber for VirtioEvents<D> {
     fn init(&mut self, ops: &mut EventOps) {
         for fd in &self.fds {
             if let Err(e) = ops.add(Events::new(fd, EventSet::IN)) {
-                eprintln!("tinyvmm: warning: a virtio event is not watched: {e}");
+                crate::say!("tinyvmm: warning: a virtio event is not watched: {e}");
             }
         }
     }

@@ -204,10 +204,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// change interrupt so the driver notices (2.1.2).
     pub fn needs_reset(&mut self, why: &DeviceError) {
         if self.status & status::DEVICE_NEEDS_RESET == 0 {
-            eprintln!(
-                "tinyvmm: virtio device {} needs a reset: {why}",
-                self.device.device_type()
-            );
+            // A guest can reset the device and break it again in a loop.
+            static LINES: crate::log::Limit = crate::log::Limit::new(5);
+            let kind = self.device.device_type();
+            LINES.line(|| format!("tinyvmm: virtio device {kind} needs a reset: {why}"));
         }
         self.status |= status::DEVICE_NEEDS_RESET;
         if self.status & status::DRIVER_OK != 0 {
