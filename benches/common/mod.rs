@@ -27,8 +27,13 @@ pub fn context() -> Context {
     }
 }
 
+/// The switch (as in the tests) under which a tinyvmm path that is absent
+/// for lack of KVM or the built guest fails the bench instead.
+pub const REQUIRE_KVM: &str = "TINYVMM_REQUIRE_KVM";
+
 /// The paths to bench: the fast ones, plus Linux ones when opted in. An
-/// absent path is reported on stderr with its reason, never silently left out.
+/// absent path is reported on stderr with its reason, never silently left
+/// out; under `TINYVMM_REQUIRE_KVM=1` an absent tinyvmm path is a failure.
 pub fn prepared(ctx: &Context, ids: &[PathId]) -> Vec<Prepared> {
     let linux = std::env::var_os(LINUX_OPT_IN).is_some_and(|v| v == "1");
     ids.iter()
@@ -45,6 +50,13 @@ pub fn prepared(ctx: &Context, ids: &[PathId]) -> Vec<Prepared> {
         .filter_map(|&id| match paths::prepare(id, ctx) {
             Ok(p) => Some(p),
             Err(reason) => {
+                let require = std::env::var_os(REQUIRE_KVM).is_some_and(|v| v == "1");
+                let tinyvmm = matches!(id, PathId::TinyvmmTiny | PathId::TinyvmmLinux);
+                assert!(
+                    !(require && tinyvmm),
+                    "{}: absent: {reason}; {REQUIRE_KVM}=1 is set, so it may not be left out",
+                    id.label()
+                );
                 eprintln!("{}: absent: {reason}", id.label());
                 None
             }

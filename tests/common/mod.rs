@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: run the built binary with a
-//! timeout, check for /dev/kvm and the built Linux kernel, and wrap
+//! timeout, check for KVM and the built Linux kernel (skipping visibly, or
+//! failing under `TINYVMM_REQUIRE_KVM=1`: see `skip`), and wrap
 //! hand-assembled code in a minimal ELF the VMM can boot.
 #![allow(dead_code)]
+
+pub mod asm;
+pub mod skip;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,6 +45,32 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
     let feeder = std::thread::spawn(move || {
         let _ = input.write_all(&data);
     });
+    let out = finish(child, args, timeout, start);
+    let _ = feeder.join();
+    out
+}
+
+/// Runs tinyvmm with `args` and `stdin` as its stdin, killing it after `timeout`.
+pub fn run_with_stdin(args: &[&str], stdin: Stdio, timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let child = Command::new(tinyvmm())
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tinyvmm");
+    finish(child, args, timeout, start)
+}
+
+/// Collects a started child's stdout and stderr, killing it (and failing,
+/// with the tails of both) after `timeout`.
+fn finish(
+    mut child: std::process::Child,
+    args: &[&str],
+    timeout: Duration,
+    start: Instant,
+) -> Outcome {
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_t = std::thread::spawn(move || {
@@ -80,7 +110,6 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let _ = feeder.join();
     Outcome {
         code: status.code(),
         stdout: String::from_utf8_lossy(&out_t.join().unwrap()).into_owned(),
@@ -99,16 +128,32 @@ pub fn vmm_resident_mib(stderr: &str) -> f64 {
         .unwrap_or_else(|| panic!("no resident line in: {stderr}"))
 }
 
-/// Whether /dev/kvm can be opened; prints why a test skips when not.
+/// Whether KVM answers here: `/dev/kvm` opens and `KVM_GET_API_VERSION`
+/// returns 12 (so a `/dev/kvm` that is some other device counts as absent).
+/// Probed once per test binary.
+pub fn kvm_probe() -> Result<(), String> {
+    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let kvm =
+                kvm_ioctls::Kvm::new().map_err(|e| format!("/dev/kvm is not usable here ({e})"))?;
+            match kvm.get_api_version() {
+                12 => Ok(()),
+                v => Err(format!(
+                    "/dev/kvm answers KVM_GET_API_VERSION with {v}, not 12"
+                )),
+            }
+        })
+        .clone()
+}
+
+/// Whether KVM is usable; when not, the test skips visibly (see `skip`),
+/// or fails under `TINYVMM_REQUIRE_KVM=1`.
 pub fn kvm_available(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIP {test}: /dev/kvm is not usable here ({e})");
+    match kvm_probe() {
+        Ok(()) => true,
+        Err(why) => {
+            skip::skip(test, &why);
             false
         }
     }
@@ -125,9 +170,12 @@ pub fn guest_file(test: &str, name: &str) -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIP {test}: {} is missing; build it with `bash kernels/build.sh`",
-            p.display()
+        skip::skip(
+            test,
+            &format!(
+                "{} is missing; build it with `bash kernels/build.sh` (or set TINYVMM_KERNEL_DIR)",
+                p.display()
+            ),
         );
         None
     }
