@@ -66,13 +66,26 @@ fn kernel_paths_that_cannot_be_kernels() {
     std::fs::remove_file(&fifo).unwrap();
 }
 
+/// A valid kernel (the ELF boots elsewhere) that the user running tinyvmm
+/// may not read. Root reads a mode-000 file anyway (CAP_DAC_OVERRIDE), so
+/// as root tinyvmm runs as `nobody` for this case.
 #[test]
 fn unreadable_kernel_is_refused() {
-    let f = TempFile::with("unreadable", b"\x7fELF");
+    use std::os::unix::process::CommandExt;
+    let f = TempFile::with("unreadable", &common::elf_with_code(&[0xf4]));
     std::fs::set_permissions(&f.0, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    let out = run(&["run", "--kernel", f.path()], b"", T);
-    // Root reads anything; then the 4-byte file fails as a truncated ELF.
-    assert_eq!(out.code, Some(126), "{}", out.stderr);
+    let mut cmd = std::process::Command::new(common::tinyvmm());
+    cmd.args(["run", "--kernel", f.path()]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534); // nobody; std drops supplementary groups too
+    }
+    let out = cmd.output().expect("spawn tinyvmm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains(f.path()), "names the file: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
 
 #[test]
