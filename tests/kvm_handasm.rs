@@ -1,13 +1,15 @@
 //! A few hand-assembled guest instructions run through the whole VMM, like
 //! the kvm-ioctls crate's example: PIO to the serial port, MMIO writes, the
-//! boot markers, and each way a VM ends. The VMM enters them in 64-bit mode
-//! with its identity map of the first 1 GiB (see src/arch/x86_64/regs.rs).
+//! boot markers, accesses that reach no device, and each way a VM ends
+//! (reset, debug-exit, triple fault, an instruction KVM cannot run, a
+//! signal). The VMM enters them in 64-bit mode with its identity map of the
+//! first 1 GiB (see src/arch/x86_64/regs.rs).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Outcome, TempFile, elf_with_code, kvm_available, run};
+use common::{CODE_ADDR, Outcome, TempFile, asm, elf_with_code, kvm_available, run};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -111,6 +113,119 @@ fn triple_fault_exits_121() {
     let out = boot(&[UD2, STOP], &[]);
     assert_eq!(out.code, Some(121), "stderr: {}", out.stderr);
     assert!(out.stderr.contains("triple fault"), "{}", out.stderr);
+}
+
+/// Reads the unmapped port 0x510 (32 and 8 bits wide), writes it, then
+/// prints on COM1 the byte read and 'A' if the 32-bit read gave all ones,
+/// and ends with status 0: the guest ran on after each access.
+const UNMAPPED_PORTS: &[u8] = &[
+    0x66, 0xba, 0x10, 0x05, // mov dx, 0x510   (no device there)
+    0xed, //                   in eax, dx      -> 0xffff_ffff
+    0x89, 0xc3, //             mov ebx, eax
+    0xec, //                   in al, dx       -> 0xff
+    0xee, //                   out dx, al      -> dropped
+    0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+    0xee, //                   out dx, al      -> prints 0xff
+    0xff, 0xc3, //             inc ebx         (all ones + 1 = 0)
+    0x88, 0xd8, //             mov al, bl
+    0x04, b'A', //             add al, 'A'
+    0xee, //                   out dx, al      -> 'A' iff all ones
+    0xb0, b'\n', 0xee, //      mov al, '\n'; out dx, al
+];
+
+#[test]
+fn unmapped_ports_read_all_ones_are_counted_and_the_guest_continues() {
+    if !kvm_available("unmapped_ports_read_all_ones_are_counted_and_the_guest_continues") {
+        return;
+    }
+    let exit = asm::exit_with(0);
+    let out = boot(
+        &[UNMAPPED_PORTS, &exit],
+        &["--console", "serial", "--stats"],
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the guest ran to its end: {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stdout, "\u{fffd}A\n",
+        "reads of port 0x510 gave all ones"
+    );
+    let count = |dir: &str| -> Option<u64> {
+        out.stderr
+            .lines()
+            .find(|l| l.contains("port 0x0510") && l.contains(dir))?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()
+    };
+    assert_eq!(count("Read"), Some(2), "{}", out.stderr);
+    assert_eq!(count("Write"), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("3 Pio accesses reached no device (ignored)"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Sets CR4.OSFXSR (SSE on), then `pshufb xmm0, [0x1000_0000]`: an SSSE3
+/// instruction whose operand is an address with no RAM (128 MiB guest), so
+/// KVM must emulate the access, and its instruction emulator has no
+/// SSSE3: KVM_EXIT_INTERNAL_ERROR (emulation failure) with the bytes. On
+/// kvm_pvm every guest kernel-mode instruction goes through that emulator;
+/// on VT-x/SVM the access to a GPA with no memory slot does.
+const PSHUFB_ON_MMIO: &[u8] = &[
+    0x0f, 0x20, 0xe0, //             mov rax, cr4
+    0x0d, 0x00, 0x02, 0x00, 0x00, // or eax, 0x200   (OSFXSR)
+    0x0f, 0x22, 0xe0, //             mov cr4, rax
+    0xb8, 0x00, 0x00, 0x00, 0x10, // mov eax, 0x10000000
+    0x66, 0x0f, 0x38, 0x00, 0x00, // pshufb xmm0, [rax]   (at CODE_ADDR + 16)
+];
+/// Jumps to 0x1000_0000, where there is no RAM: nothing to fetch.
+const JUMP_NOWHERE: &[u8] = &[0xb8, 0x00, 0x00, 0x00, 0x10, 0xff, 0xe0]; // mov eax, 0x10000000; jmp rax
+
+#[test]
+fn an_instruction_kvm_cannot_run_exits_122_with_rip_and_bytes() {
+    let test = "an_instruction_kvm_cannot_run_exits_122_with_rip_and_bytes";
+    if !kvm_available(test) {
+        return;
+    }
+    // Status 0 after the instruction: KVM ran it after all.
+    let out = boot(&[PSHUFB_ON_MMIO, &asm::exit_with(0)], &[]);
+    if out.code == Some(0) {
+        common::skip::not_shown_here(
+            test,
+            "this host's KVM emulated pshufb on MMIO, so no instruction bytes to check; only the RIP case below ran",
+        );
+    } else {
+        assert_eq!(out.code, Some(122), "stderr: {}", out.stderr);
+        let rip = format!("at RIP {:#x}", CODE_ADDR + 16);
+        for want in [
+            "KVM could not run the guest: KVM_EXIT_INTERNAL_ERROR",
+            "instruction emulation failed",
+            rip.as_str(),
+            "instruction bytes: 66 0f 38 00 00",
+        ] {
+            assert!(
+                out.stderr.contains(want),
+                "missing {want:?}: {}",
+                out.stderr
+            );
+        }
+    }
+    // Executing where there is no memory: no bytes to show, but the RIP.
+    let out = boot(&[JUMP_NOWHERE, &asm::exit_with(0)], &[]);
+    assert_eq!(out.code, Some(122), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("KVM_EXIT_INTERNAL_ERROR"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("at RIP 0x10000000"), "{}", out.stderr);
 }
 
 #[test]

@@ -50,8 +50,8 @@ fn output_counts(stderr: &str) -> (u64, u64, u64) {
 }
 
 #[test]
-fn closed_stdout_neither_kills_nor_spins_the_vmm() {
-    if !kvm_available("closed_stdout_neither_kills_nor_spins_the_vmm") {
+fn closed_stdout_does_not_kill_the_vmm_and_every_byte_is_counted() {
+    if !kvm_available("closed_stdout_does_not_kill_the_vmm_and_every_byte_is_counted") {
         return;
     }
     let mut child = Command::new(tinyvmm())
@@ -162,7 +162,7 @@ fn two_hundred_boots_in_one_process_leak_nothing() {
             "--console",
             "serial",
             "--cmdline",
-            "tiny.quiet",
+            "tiny.quiet tiny.touch=1",
             "--repeat",
             "200",
         ])
@@ -184,7 +184,10 @@ fn two_hundred_boots_in_one_process_leak_nothing() {
             .collect();
         (n[0] as u64, n[1] as u64, n[2])
     };
-    // Compare boot 10 (allocator warmed up) with boot 200.
+    // Compare boot 10 (allocator warmed up) with boot 200. Each guest
+    // touched 1 MiB of its RAM, and the census is taken after the VM is
+    // gone, in the same process: guest RAM not given back would add
+    // ~190 MiB here (the kernel only frees it for us when the process dies).
     let (fds0, thr0, rss0) = census(boots[9]);
     let (fds1, thr1, rss1) = census(boots[199]);
     eprintln!(
@@ -195,22 +198,11 @@ fn two_hundred_boots_in_one_process_leak_nothing() {
     assert!(rss1 - rss0 < 1.0, "RSS grew {rss0} -> {rss1} MiB");
 }
 
-fn mem_available_kib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
-}
-
 #[test]
-fn twenty_vmms_at_once_all_exit_0_and_give_memory_back() {
-    if !kvm_available("twenty_vmms_at_once_all_exit_0_and_give_memory_back") {
+fn twenty_vmms_at_once_all_exit_0() {
+    if !kvm_available("twenty_vmms_at_once_all_exit_0") {
         return;
     }
-    let before = mem_available_kib();
     let mut children: Vec<_> = (0..20)
         .map(|_| {
             Command::new(tinyvmm())
@@ -231,15 +223,132 @@ fn twenty_vmms_at_once_all_exit_0_and_give_memory_back() {
     for c in &mut children {
         assert_eq!(wait(c, Duration::from_secs(120)).code(), Some(0));
     }
-    // All reaped above (no zombies). Each guest touched 16 MiB, so a leak
-    // of guest memory would keep >= 320 MiB; other processes on the host
-    // move MemAvailable too, so allow 128 MiB and give it a few seconds.
-    let start = Instant::now();
-    let mut after = mem_available_kib();
-    while before.saturating_sub(after) / 1024 >= 128 && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(200));
-        after = mem_available_kib();
+    // All reaped above (no zombies). Whether each gave its memory back is
+    // not checked here: the kernel frees a dead process's memory whatever
+    // the VMM did. Guest RAM given back by a live VMM is checked in
+    // two_hundred_boots_in_one_process_leak_nothing.
+}
+
+/// Prints 20000 'x' on COM1 (one VM exit each), marks "user space" on port
+/// 0x80, then halts with interrupts off: from then on the guest costs
+/// nothing, so any CPU the VMM burns is its own.
+const FLOOD_THEN_IDLE: &[u8] = &[
+    0xb9, 0x20, 0x4e, 0x00, 0x00, // mov ecx, 20000
+    0x66, 0xba, 0xf8, 0x03, //       mov dx, 0x3f8
+    0xb0, b'x', //                   mov al, 'x'
+    0xee, //                         out dx, al
+    0xff, 0xc9, //                   dec ecx
+    0x75, 0xfb, //                   jnz -5 (back to `out`)
+    0xb0, 0x41, 0xe6, 0x80, //       mov al, 0x41; out 0x80, al  (boot marker)
+];
+
+/// utime + stime of process `pid`, from /proc/<pid>/stat.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of stat(5); `fields` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Runs `FLOOD_THEN_IDLE` with stdout a pipe whose reader is already gone
+/// (every write is EPIPE), waits for the guest to finish writing, measures
+/// the VMM's CPU time over `idle`, then stops it with SIGTERM. Returns the
+/// CPU time used, the exit status and stderr.
+fn flood_into_closed_stdout(idle: Duration) -> (Duration, std::process::ExitStatus, String) {
+    use std::io::BufRead;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let code: Vec<u8> = [FLOOD_THEN_IDLE, common::asm::HALT_FOREVER].concat();
+    let kernel = common::TempFile::with("idle", &common::elf_with_code(&code));
+    let mut child = Command::new(tinyvmm())
+        .args([
+            "run",
+            "--kernel",
+            kernel.path(),
+            "--console",
+            "serial",
+            "--boot-timer",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let lines = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("boot marker: user space") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // After the marker the guest has written everything and is halted.
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!("no boot marker: {}", lines.join().unwrap());
     }
-    let lost_mib = before.saturating_sub(after) / 1024;
-    assert!(lost_mib < 128, "MemAvailable {before} -> {after} KiB");
+    let before = cpu_time(pid);
+    std::thread::sleep(idle);
+    let used = cpu_time(pid) - before;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = wait(&mut child, Duration::from_secs(10));
+    (used, status, lines.join().unwrap())
+}
+
+#[test]
+fn closed_stdout_costs_no_cpu_while_the_guest_idles() {
+    if !kvm_available("closed_stdout_costs_no_cpu_while_the_guest_idles") {
+        return;
+    }
+    let idle = Duration::from_secs(2);
+    let (used, status, err) = flood_into_closed_stdout(idle);
+    eprintln!("VMM CPU time over {idle:?} of an idle guest with stdout closed: {used:?}");
+    assert!(
+        used < idle / 10,
+        "the VMM used {used:?} of CPU in {idle:?} while the guest idled: a busy loop? {err}"
+    );
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(err.contains("(stdout closed)"), "{err}");
+    let (written, dropped, discarded) = output_counts(&err);
+    assert_eq!(
+        written + dropped + discarded,
+        20000,
+        "every byte accounted for: {err}"
+    );
+}
+
+/// Nothing can reach a stdout whose reader is gone, so nothing may be
+/// counted as written. Fails today: the VMM writes through `io::stdout()`,
+/// a LineWriter that accepts up to 1 KiB without a newline into its own
+/// buffer (counted "written"), and the failing flush is ignored
+/// (src/devices/output.rs, `GuestOutput::stdout` and the writer thread).
+#[test]
+#[ignore = "VMM bug: bytes buffered in io::stdout()'s LineWriter count as written; see the comment"]
+fn bytes_sent_to_a_closed_stdout_are_not_counted_as_written() {
+    if !kvm_available("bytes_sent_to_a_closed_stdout_are_not_counted_as_written") {
+        return;
+    }
+    let (_, status, err) = flood_into_closed_stdout(Duration::ZERO);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert_eq!(output_counts(&err), (0, 0, 20000), "{err}");
 }
