@@ -139,6 +139,10 @@ pub fn kvm_probe() -> Result<(), String> {
                 kvm_ioctls::Kvm::new().map_err(|e| format!("/dev/kvm is not usable here ({e})"))?;
             match kvm.get_api_version() {
                 12 => Ok(()),
+                v if v < 0 => Err(format!(
+                    "/dev/kvm is not KVM: KVM_GET_API_VERSION fails ({})",
+                    std::io::Error::last_os_error()
+                )),
                 v => Err(format!(
                     "/dev/kvm answers KVM_GET_API_VERSION with {v}, not 12"
                 )),

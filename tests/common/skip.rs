@@ -64,7 +64,10 @@ fn record(kind: Kind, test: &str, reason: &str) {
         unsafe { libc::atexit(summary) };
     });
     let mut notes = NOTES.lock().unwrap_or_else(|e| e.into_inner());
-    if !notes.iter().any(|(k, t, _)| *k == kind && *t == test) {
+    if !notes
+        .iter()
+        .any(|(k, t, r)| *k == kind && *t == test && r == reason)
+    {
         notes.push((kind, test, reason.to_string()));
     }
 }
@@ -87,20 +90,30 @@ extern "C" fn summary() {
     for (kind, head) in [
         (
             Kind::Skip,
-            format!("tests SKIPPED (passed without running; {REQUIRE_KVM}=1 makes them fail)"),
+            format!("test(s) SKIPPED (passed without running; {REQUIRE_KVM}=1 makes them fail)"),
         ),
         (
             Kind::NotShown,
-            "checks this host cannot make (the tests ran the rest)".to_string(),
+            "test(s) with a check this host cannot make (they ran the rest)".to_string(),
         ),
     ] {
         let of_kind: Vec<_> = notes.iter().filter(|(k, _, _)| *k == kind).collect();
         if of_kind.is_empty() {
             continue;
         }
-        text.push_str(&format!("{binary}: {} {head}:\n", of_kind.len()));
-        for (_, test, reason) in of_kind {
-            text.push_str(&format!("  {test}: {reason}\n"));
+        let mut tests: Vec<&str> = of_kind.iter().map(|(_, t, _)| t.as_str()).collect();
+        tests.sort_unstable();
+        tests.dedup();
+        text.push_str(&format!("{binary}: {} {head}:\n", tests.len()));
+        // One line per reason, then the tests it applies to.
+        let mut reasons: Vec<&str> = of_kind.iter().map(|(_, _, r)| r.as_str()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        for reason in reasons {
+            text.push_str(&format!("  {reason}\n"));
+            for (_, test, _) in of_kind.iter().filter(|(_, _, r)| r == reason) {
+                text.push_str(&format!("    {test}\n"));
+            }
         }
     }
     if !text.is_empty() {
