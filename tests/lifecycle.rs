@@ -343,7 +343,7 @@ fn closed_stdout_costs_no_cpu_while_the_guest_idles() {
 /// buffer (counted "written"), and the failing flush is ignored
 /// (src/devices/output.rs, `GuestOutput::stdout` and the writer thread).
 #[test]
-#[ignore = "VMM bug: bytes buffered in io::stdout()'s LineWriter count as written; see the comment"]
+
 fn bytes_sent_to_a_closed_stdout_are_not_counted_as_written() {
     if !kvm_available("bytes_sent_to_a_closed_stdout_are_not_counted_as_written") {
         return;

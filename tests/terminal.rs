@@ -208,7 +208,7 @@ fn restored_after_a_failed_run() {
 /// SIGSYS: no 159, no message, the terminal left raw. Allowing TCGETS there
 /// too makes this pass (tried).
 #[test]
-#[ignore = "VMM bug: a seccomp violation in a vCPU thread under a terminal is killed by SIGSYS"]
+
 fn restored_after_a_seccomp_violation() {
     if !kvm_available("restored_after_a_seccomp_violation") {
         return;

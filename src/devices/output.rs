@@ -111,7 +111,7 @@ pub struct OutputHandle {
 impl GuestOutput {
     /// Output to the process's stdout.
     pub fn stdout() -> io::Result<Self> {
-        Self::new(Box::new(io::stdout()), DEFAULT_CAPACITY)
+        Self::new(Box::new(RawStdout), DEFAULT_CAPACITY)
     }
 
     /// Output to any writer, through a buffer of `capacity` bytes.
@@ -302,6 +302,27 @@ fn write_loop(shared: &Shared, mut sink: Box<dyn Write + Send>) {
         }
         let _ = sink.flush();
         let _ = shared.space.write(1);
+    }
+}
+
+/// fd 1 without a user-space buffer: `io::stdout()` is a LineWriter,
+/// whose buffered bytes would count as written although a closed or
+/// stalled stdout never takes them. Every byte counted has been taken by
+/// write(2).
+struct RawStdout;
+
+impl Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: write(2) reads `buf.len()` bytes from a live slice.
+        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -233,12 +233,13 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
 /// to report an emulation failure; nothing else reaches the kernel's ioctl.
 pub fn vcpu_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules = allow_all(VCPU_SYSCALLS);
-    // KVM's three, and restoring the terminal from the SIGSYS handler.
+    // KVM's three, and restoring the terminal from the SIGSYS handler
+    // (glibc's tcsetattr issues TCSETS, then TCGETS to check it).
     let mut ioctl = one_of(
         1,
         &[KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from),
     )?;
-    ioctl.extend(one_of(1, &[libc::TCSETS])?);
+    ioctl.extend(one_of(1, &[libc::TCSETS, libc::TCGETS])?);
     rules.insert(libc::SYS_ioctl, ioctl);
     // Debug builds of std check an fd is open before closing it (the vCPU
     // fd is closed on this thread): fcntl(fd, F_GETFD) only.

@@ -213,11 +213,9 @@ pub fn tree_size(dir: &Path) -> u64 {
 
 /// Gets path `id` ready, or says why it cannot run here.
 pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
+    // The VMM's own probe: /dev/kvm must open and answer API version 12.
     let kvm = || {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
+        crate::kvm::vm::open_kvm()
             .map(drop)
             .map_err(|e| format!("/dev/kvm: {e}"))
     };
