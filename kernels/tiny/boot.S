@@ -285,6 +285,14 @@ touch_ok:
          * a usable device nothing changes. */
         call    virtio_init
 
+        /* tiny.chaos=SEED,N: instead of steps 4 and 5, N random device
+         * accesses (chaos.S), then debug-exit with status 0. */
+        cmpb    $0, opt_chaos(%rip)
+        je      8f
+        mov     boot_params(%rip), %rsi
+        jmp     chaos_run                       /* does not return */
+8:
+
 /* ====================================================================== */
 /* Step 4: the boot marker.                                               */
 /* ====================================================================== */

@@ -15,6 +15,9 @@
  *                  is "ABC...XYZabc...xyz0123456789-\n"[i % 64]
  *   tiny.fault     triple-fault on purpose (the VMM reports code 121)
  *   tiny.quiet     no greeting, no exit line, no virtio success line
+ *   tiny.chaos=SEED,N  the chaos monkey (chaos.S): N random device
+ *                  accesses chosen by SEED, then exit status 0; SEED and N
+ *                  decimal or 0x hex, modulo 2^64
  * An unknown tiny.* option is reported and ignored; a bad number ends the
  * VM with EXIT_BAD_OPTION. From the VMM, one entry per virtio-mmio device:
  *   virtio_mmio.device=<size>@<base>:<irq>   e.g. 4K@0xd0000000:5
@@ -54,6 +57,10 @@ next_word:
         test    %eax, %eax
         jz      other_word                      /* not a tiny.* option */
         mov     %rsi, %r13                      /* just after "tiny." */
+        lea     str_chaos(%rip), %rdi           /* two numbers: not in `options` */
+        call    match_prefix
+        test    %eax, %eax
+        jnz     parse_chaos
         lea     options(%rip), %rbx
 2:      mov     (%rbx), %rdi                    /* option name */
         test    %rdi, %rdi
@@ -88,6 +95,22 @@ parse_number:
         jmp     4b
 5:      mov     8(%rbx), %rdi
         mov     %rax, (%rdi)
+        jmp     next_word
+
+/* tiny.chaos=SEED,N: two numbers and a comma, nothing else. */
+parse_chaos:
+        call    parse_uint
+        jc      bad_number
+        mov     %rax, chaos_seed(%rip)
+        cmpb    $ASCII_COMMA, (%rsi)
+        jne     bad_number
+        inc     %rsi
+        call    parse_uint
+        jc      bad_number
+        mov     %rax, chaos_ops(%rip)
+        call    at_word_end
+        jne     bad_number
+        movb    $1, opt_chaos(%rip)
         jmp     next_word
 
 /* Not ours, but it may describe a virtio device; virtio_parse_word
@@ -288,6 +311,7 @@ parse_uint:
 msg_unknown:    .asciz "tiny: ignoring unknown option "
 msg_bad_number: .asciz "tiny: bad number in option "
 str_tiny_prefix: .asciz "tiny."
+str_chaos:      .asciz "chaos="
 str_virtio_prefix:      .asciz "virtio_mmio.device="
 msg_vio_bad_entry:      .asciz "ignoring malformed "
 msg_vio_outside_gap:    .asciz "ignoring a device outside 0xc0000000-0xffffffff: "

@@ -23,6 +23,8 @@
  *   console.S      virtio console output: the transmit virtqueue
  *   syscall.S      system calls (two ways in), exceptions, kernel_exit
  *   payload.S      the user-mode (CPL 3) payload
+ *   chaos.S        tiny.chaos: random device accesses instead of 4 and 5
+ *   chaos_virtio.S ...and those aimed at the virtio devices
  *   tiny.h         this file; virtio.h holds the virtio constants
  *   tiny.ld        the linker script: where each part sits in memory
  *
@@ -61,6 +63,11 @@
         .equ BOOT_MARKER_ADDR,  0xc0000000 /* MMIO boot marker (Firecracker's) */
         .equ BOOT_MARKER_VALUE, 123
         .equ DEBUG_EXIT_PORT,   0xf4    /* write v: the VMM exits with status v */
+        .equ DEBUG_EXIT_MMIO,   0xc0001000 /* the same at offset 0 of this page */
+        .equ VIRTIO_MMIO_WINDOWS, 0xd0000000 /* the VMM's 4 KiB virtio windows... */
+        .equ VIRTIO_MMIO_WINDOWS_END, 0xe0000000 /* ...end here */
+        .equ IOAPIC_PAGE,       0xfec00000 /* answered by KVM itself, like... */
+        .equ LAPIC_PAGE,        0xfee00000 /* ...the local APIC */
         .equ I8042_COMMAND,     0x64    /* keyboard controller command port */
         .equ I8042_RESET_CPU,   0xfe    /* pulse the CPU reset line */
 
@@ -155,6 +162,7 @@
 /* ASCII, named (a quote character would upset the C preprocessor). */
         .equ ASCII_NL,          0x0a
         .equ ASCII_SPACE,       0x20
+        .equ ASCII_COMMA,       0x2c
         .equ ASCII_0,           0x30
         .equ ASCII_COLON,       0x3a
         .equ ASCII_EQUALS,      0x3d
