@@ -109,3 +109,38 @@ fn sigterm_ends_the_vmm_within_2_s_while_nobody_reads_its_output() {
     );
     eprintln!("SIGTERM to exit: {took:?}");
 }
+
+#[test]
+fn a_host_without_memory_for_the_guest_is_not_a_bad_configuration() {
+    use std::os::unix::process::CommandExt;
+    // Address space limited to 1 GiB: mapping 2 GiB of guest RAM fails
+    // with ENOMEM, as on a host that is out of memory. No KVM call comes
+    // before the mapping, so this runs without /dev/kvm too.
+    let mut cmd = Command::new(tinyvmm());
+    cmd.args(["run", "--memory", "2G"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is a plain system call, made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(123), "{err}");
+    assert!(
+        err.contains("the host could not give 2048 MiB of guest memory"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+}

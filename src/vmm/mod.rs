@@ -42,9 +42,12 @@ pub enum VmmError {
     /// The kernel or initrd could not be loaded.
     #[error("{0}: {1}")]
     Image(String, BootError),
-    /// Guest memory could not be mapped.
+    /// Guest memory could not be mapped (a bad size or layout).
     #[error("guest memory of {0} MiB could not be mapped: {1}")]
     Memory(u64, String),
+    /// The host has no memory (or address space) to map guest RAM.
+    #[error("the host could not give {0} MiB of guest memory: {1}")]
+    HostMemory(u64, std::io::Error),
     /// A KVM call failed.
     #[error(transparent)]
     Kvm(#[from] KvmError),
@@ -62,9 +65,10 @@ impl VmmError {
         match self {
             VmmError::Config(_) | VmmError::Memory(..) => exit::EXIT_BAD_CONFIG,
             VmmError::ImageFile(..) | VmmError::Image(..) => exit::EXIT_BAD_IMAGE,
-            VmmError::Kvm(_) | VmmError::Devices(_) | VmmError::Setup(..) => {
-                exit::EXIT_KVM_UNAVAILABLE
-            }
+            VmmError::Kvm(_)
+            | VmmError::Devices(_)
+            | VmmError::Setup(..)
+            | VmmError::HostMemory(..) => exit::EXIT_KVM_UNAVAILABLE,
         }
     }
 }
@@ -95,7 +99,7 @@ impl Vmm {
 
         // 1. Guest memory: anonymous mappings, split around the MMIO gap.
         let mem = GuestMemoryMmap::from_ranges(&boot::ram_ranges(config.memory))
-            .map_err(|e| VmmError::Memory(config.memory >> 20, e.to_string()))?;
+            .map_err(|e| memory_error(config.memory, e))?;
 
         // 2. Kernel and initrd into guest memory: bad images fail before any KVM call.
         let kernel = images::load_kernel(&mem, &config.kernel)?;
@@ -171,6 +175,20 @@ impl Vmm {
     /// The devices of this VM.
     pub fn devices(&self) -> &DeviceManager {
         &self.devices
+    }
+}
+
+/// A host that refuses the mapping (ENOMEM: out of memory or address
+/// space) is not a bad configuration: it gets its own message and code.
+fn memory_error(bytes: u64, e: vm_memory::mmap::FromRangesError) -> VmmError {
+    use vm_memory::mmap::{FromRangesError, MmapRegionError};
+    match e {
+        FromRangesError::MmapRegion(MmapRegionError::Mmap(io))
+            if io.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            VmmError::HostMemory(bytes >> 20, io)
+        }
+        other => VmmError::Memory(bytes >> 20, other.to_string()),
     }
 }
 

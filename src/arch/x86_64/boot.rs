@@ -150,6 +150,7 @@ where
             setup_header: None,
         };
         check_entry(&kernel, HIMEM_START)?;
+        check_entry_in_segment(image, kernel.entry.raw_value(), kernel.end)?;
         return Ok(kernel);
     }
     if head.len() < 0x206
@@ -160,11 +161,14 @@ where
     let file_len = image.seek(SeekFrom::End(0)).map_err(BootError::Read)?;
     check_bzimage_header(head, file_len)?;
     let res = BzImage::load(mem, None, image, highmem).map_err(BootError::BzImage)?;
-    Ok(LoadedKernel {
+    let kernel = LoadedKernel {
         entry: res.kernel_load.unchecked_add(BZIMAGE_64BIT_ENTRY_OFFSET),
         end: res.kernel_end,
         setup_header: res.setup_header,
-    })
+    };
+    // The 64-bit entry must lie inside the protected-mode code loaded.
+    check_entry(&kernel, res.kernel_load.raw_value())?;
+    Ok(kernel)
 }
 
 fn read_up_to<F: Read + Seek>(image: &mut F, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -210,6 +214,45 @@ fn check_entry(kernel: &LoadedKernel, start: u64) -> Result<(), BootError> {
         });
     }
     Ok(())
+}
+
+/// The ELF entry point must lie inside a loaded (PT_LOAD) segment:
+/// linux-loader only checks that it is below the image's end, so an entry
+/// below every segment would start the vCPU in memory the image never wrote.
+fn check_entry_in_segment<F: Read + Seek>(
+    image: &mut F,
+    entry: u64,
+    end: u64,
+) -> Result<(), BootError> {
+    const PT_LOAD: u32 = 1;
+    let mut ehdr = [0u8; 64];
+    image.rewind().map_err(BootError::Read)?;
+    image.read_exact(&mut ehdr).map_err(BootError::Read)?;
+    let phoff = u64::from_le_bytes(ehdr[0x20..0x28].try_into().expect("8 bytes"));
+    let phentsize = u64::from(u16::from_le_bytes([ehdr[0x36], ehdr[0x37]]));
+    let phnum = u16::from_le_bytes([ehdr[0x38], ehdr[0x39]]);
+    let mut phdr = [0u8; 56];
+    for i in 0..u64::from(phnum) {
+        let at = phentsize
+            .checked_mul(i)
+            .and_then(|o| o.checked_add(phoff))
+            .ok_or(BootError::ElfMachine(
+                "program headers past the end of the file",
+            ))?;
+        image.seek(SeekFrom::Start(at)).map_err(BootError::Read)?;
+        image.read_exact(&mut phdr).map_err(BootError::Read)?;
+        let kind = u32::from_le_bytes(phdr[0..4].try_into().expect("4 bytes"));
+        let paddr = u64::from_le_bytes(phdr[0x18..0x20].try_into().expect("8 bytes"));
+        let memsz = u64::from_le_bytes(phdr[0x28..0x30].try_into().expect("8 bytes"));
+        if kind == PT_LOAD && entry >= paddr && entry - paddr < memsz {
+            return Ok(());
+        }
+    }
+    Err(BootError::EntryOutsideImage {
+        entry,
+        start: HIMEM_START,
+        end,
+    })
 }
 
 /// What linux-loader leaves unchecked in a bzImage header (see the boot

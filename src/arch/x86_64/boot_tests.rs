@@ -168,3 +168,51 @@ fn read_boot_params(mem: &GuestMemoryMmap) -> Option<boot_params> {
         .ok()?;
     Some(params)
 }
+
+/// A minimal x86-64 ELF: one PT_LOAD segment of `code` at `paddr`, entry `entry`.
+fn elf(paddr: u64, entry: u64, code: &[u8]) -> Vec<u8> {
+    let mut e = vec![0u8; 0x100];
+    e[..4].copy_from_slice(b"\x7fELF");
+    e[4] = 2; // ELFCLASS64
+    e[5] = 1; // little endian
+    e[6] = 1; // EV_CURRENT
+    e[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    e[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    e[20..24].copy_from_slice(&1u32.to_le_bytes());
+    e[24..32].copy_from_slice(&entry.to_le_bytes());
+    e[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    e[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    e[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    e[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = 64;
+    e[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    e[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+    e[ph + 8..ph + 16].copy_from_slice(&0x100u64.to_le_bytes()); // p_offset
+    e[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes()); // p_vaddr
+    e[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes()); // p_paddr
+    e[ph + 32..ph + 40].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    e[ph + 40..ph + 48].copy_from_slice(&(code.len() as u64).to_le_bytes());
+    e.extend_from_slice(code);
+    e
+}
+
+#[test]
+fn an_elf_entry_outside_its_loaded_segments_is_refused() {
+    let m = mem(16 << 20);
+    let code = [0xf4u8; 0x100];
+    let good = elf(0x20_0000, 0x20_0010, &code);
+    assert!(load_kernel(&m, &mut Cursor::new(good.as_slice())).is_ok());
+    // Above HIMEM_START and below the image's end, but before its segment.
+    let below = elf(0x20_0000, 0x18_0000, &code);
+    let err = load_kernel(&m, &mut Cursor::new(below.as_slice())).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BootError::EntryOutsideImage {
+                entry: 0x18_0000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
