@@ -20,6 +20,8 @@ pub const EXIT_KVM_UNAVAILABLE: u8 = 123;
 /// Exit code: a vCPU thread did not leave `KVM_RUN` within its deadline
 /// after the VM ended; the VMM exits without it.
 pub const EXIT_VCPU_STUCK: u8 = 124;
+/// Exit code: the user ended the VM with Ctrl-A x (as Ctrl-C, 128 + SIGINT).
+pub const EXIT_CONSOLE_ESCAPE: u8 = 130;
 /// Exit code: bad command line or configuration.
 pub const EXIT_BAD_CONFIG: u8 = 125;
 /// Exit code: kernel or initrd unusable.
@@ -44,6 +46,8 @@ pub enum VmEnd {
     KvmCall(String),
     /// The VMM received a signal (SIGINT, SIGTERM, ...).
     Signal(i32),
+    /// The user typed Ctrl-A x on the console.
+    ConsoleEscape,
     /// These vCPUs did not stop when told to (the VM's other ending is lost).
     VcpuStuck(Vec<u8>),
 }
@@ -60,6 +64,7 @@ impl VmEnd {
             VmEnd::KvmCall(_) => EXIT_KVM_UNAVAILABLE,
             VmEnd::Signal(n) => (128 + *n).clamp(0, 255) as u8,
             VmEnd::VcpuStuck(_) => EXIT_VCPU_STUCK,
+            VmEnd::ConsoleEscape => EXIT_CONSOLE_ESCAPE,
         }
     }
 
@@ -75,6 +80,7 @@ impl VmEnd {
             VmEnd::KvmRun(why) => Some(format!("KVM could not run the guest: {why}")),
             VmEnd::KvmCall(why) => Some(format!("KVM call failed: {why}")),
             VmEnd::Signal(n) => Some(format!("stopped by signal {n}")),
+            VmEnd::ConsoleEscape => Some("ended from the console (Ctrl-A x)".into()),
             VmEnd::VcpuStuck(ids) => Some(format!(
                 "vCPU(s) {ids:?} did not stop when told to; exiting with {EXIT_VCPU_STUCK}"
             )),

@@ -65,6 +65,8 @@ enum Then {
     Signal(i32),
     /// Nothing: the run ends by itself, maybe before raw mode can be seen.
     Wait,
+    /// Types these bytes.
+    Keys(&'static [u8]),
 }
 
 /// Runs `code` under a pty, does `then` once tinyvmm has made the terminal
@@ -119,6 +121,12 @@ fn run_on_pty(code: &[u8], extra: &[&str], then: Then) -> (Option<i32>, String) 
             // SAFETY: writes one byte from a valid buffer to our master fd.
             let n = unsafe { libc::write(pty.master.as_raw_fd(), b"g".as_ptr().cast(), 1) };
             assert_eq!(n, 1);
+        }
+        Then::Keys(keys) => {
+            // SAFETY: writes `keys` from a valid buffer to our master fd.
+            let n =
+                unsafe { libc::write(pty.master.as_raw_fd(), keys.as_ptr().cast(), keys.len()) };
+            assert_eq!(n, keys.len() as isize);
         }
         // SAFETY: kill(2) on our own child's pid.
         Then::Signal(sig) => unsafe {
@@ -220,4 +228,16 @@ fn restored_after_a_seccomp_violation() {
         let (code, err) = run_on_pty(&spin, &args, Then::Wait);
         assert_eq!(code, Some(159), "{violation}: {err}");
     }
+}
+
+#[test]
+fn ctrl_a_x_ends_the_vm_and_ctrl_a_h_prints_the_escape_help() {
+    if !kvm_available("ctrl_a_x_ends_the_vm_and_ctrl_a_h_prints_the_escape_help") {
+        return;
+    }
+    // A guest that spins forever: only the escape can end it.
+    let (code, err) = run_on_pty(&[0xeb, 0xfe], &[], Then::Keys(b"\x01h\x01x"));
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("Ctrl-A x ends the VM"), "help printed: {err}");
+    assert!(err.contains("ended from the console (Ctrl-A x)"), "{err}");
 }

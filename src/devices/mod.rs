@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod boot_timer;
 pub mod bus;
 pub mod debug_exit;
+pub mod escape;
 pub mod i8042;
 pub mod legacy;
 pub mod manager;

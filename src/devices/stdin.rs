@@ -7,6 +7,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
+use super::escape::{Escape, EscapeAction, HELP};
+use crate::exit::{ExitSignal, VmEnd};
+
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
@@ -92,6 +95,7 @@ pub struct StdinForwarder {
     drained: EventFd,
     paused: bool,
     eof: bool,
+    escape: Option<(Escape, Arc<ExitSignal>)>,
 }
 
 impl StdinForwarder {
@@ -107,7 +111,15 @@ impl StdinForwarder {
             drained,
             paused: false,
             eof: false,
+            escape: None,
         }
+    }
+
+    /// Takes Ctrl-A commands out of the input (`super::escape`): for a
+    /// terminal on stdin only, never for piped input.
+    pub fn with_escape(mut self, exit: Arc<ExitSignal>) -> Self {
+        self.escape = Some((Escape::default(), exit));
+        self
     }
 
     fn stdin_events(&self) -> Events {
@@ -134,9 +146,21 @@ impl StdinForwarder {
                 let _ = ops.remove(self.stdin_events());
                 self.eof = true;
             }
-            Ok(n) => {
-                target.push(&buf[..n]);
-            }
+            Ok(n) => match &mut self.escape {
+                None => {
+                    target.push(&buf[..n]);
+                }
+                Some((escape, exit)) => {
+                    let mut keep = Vec::with_capacity(n);
+                    for action in escape.filter(&buf[..n], &mut keep) {
+                        match action {
+                            EscapeAction::Quit => exit.request(VmEnd::ConsoleEscape),
+                            EscapeAction::Help => crate::say!("{HELP}"),
+                        }
+                    }
+                    target.push(&keep);
+                }
+            },
         }
     }
 }

@@ -49,7 +49,10 @@ impl Vmm {
         };
         // Everything that opens files or makes fds and threads happens now,
         // before the run-time sandbox forbids it.
-        let mut events = self.event_manager().map_err(setup_err("the event loop"))?;
+        let escape = terminal.is_some();
+        let mut events = self
+            .event_manager(escape)
+            .map_err(setup_err("the event loop"))?;
         let mut rollup = self
             .config
             .stats
@@ -159,13 +162,18 @@ impl Vmm {
 
     /// The event loop's manager with every subscriber: exit requests,
     /// stdin, the devices' queues.
-    fn event_manager(&mut self) -> Result<Loop, event_manager::Error> {
+    /// `escape`: stdin is a raw terminal, so Ctrl-A commands are taken out.
+    fn event_manager(&mut self, escape: bool) -> Result<Loop, event_manager::Error> {
         let mut manager: Loop = EventManager::new()?;
         manager.add_subscriber(Box::new(ExitWatcher(self.exit.clone())));
         if let Some((target, drained)) = self.devices.take_console_input() {
             match StdinSource::open() {
                 Ok(source) => {
-                    manager.add_subscriber(Box::new(StdinForwarder::new(source, target, drained)));
+                    let mut forwarder = StdinForwarder::new(source, target, drained);
+                    if escape {
+                        forwarder = forwarder.with_escape(self.exit.clone());
+                    }
+                    manager.add_subscriber(Box::new(forwarder));
                 }
                 Err(e) => crate::say!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
             }
