@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -83,6 +83,9 @@ pub struct RunRecord {
 /// Per-instance state while the launches run.
 struct Live {
     pid: i32,
+    /// The process as an fd (pidfd_open), for a kill that cannot hit a
+    /// reused PID; `None` on kernels before 5.3.
+    pidfd: Option<std::os::fd::OwnedFd>,
     start: Instant,
     exit: Option<Instant>,
     ending: Option<Ending>,
@@ -116,7 +119,12 @@ pub fn launch_all(specs: &[LaunchSpec]) -> io::Result<Vec<RunRecord>> {
     for spec in specs {
         live.push(spawn(spec)?);
     }
-    let killed = watchdog(specs, &live);
+    let killed = super::watchdog::watchdog(
+        specs
+            .iter()
+            .zip(&live)
+            .map(|(s, l)| (l.start + s.timeout, l.pidfd.as_ref())),
+    );
     wait_all(specs, &mut live);
     killed.0.store(true, Ordering::SeqCst);
     let timed_out = killed.1.load(Ordering::SeqCst);
@@ -166,8 +174,11 @@ fn spawn(spec: &LaunchSpec) -> io::Result<Live> {
         let _ = BufReader::new(stderr).read_to_end(&mut buf);
         let _ = err_tx.send(tail(&buf));
     });
+    let pid = child.id() as i32;
+    let pidfd = super::watchdog::pidfd_of(pid);
     Ok(Live {
-        pid: child.id() as i32,
+        pid,
+        pidfd,
         start,
         exit: None,
         ending: None,
@@ -212,37 +223,6 @@ fn read_stdout(
 fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(TAIL_BYTES);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
-}
-
-/// Kills every launched process still running at its deadline. Returns
-/// (done flag to stop it, whether it killed).
-fn watchdog(specs: &[LaunchSpec], live: &[Live]) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
-    let done = Arc::new(AtomicBool::new(false));
-    let killed = Arc::new(AtomicBool::new(false));
-    let deadline = live
-        .iter()
-        .zip(specs)
-        .map(|(l, s)| l.start + s.timeout)
-        .max()
-        .unwrap_or_else(Instant::now);
-    let pids: Vec<i32> = live.iter().map(|l| l.pid).collect();
-    let (d, k) = (done.clone(), killed.clone());
-    thread::spawn(move || {
-        while !d.load(Ordering::SeqCst) {
-            if Instant::now() >= deadline {
-                k.store(true, Ordering::SeqCst);
-                for &pid in &pids {
-                    // SAFETY: kill(2) takes no pointers. The PIDs are our
-                    // unreaped children (`done` is set once all are reaped),
-                    // so none can have been reused.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    });
-    (done, killed)
 }
 
 /// The wait loop: reaps the launched processes, drives the tracees.

@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod isolation;
 pub mod launch;
 pub mod trace;
+pub mod watchdog;
 
 pub use distribution::Summary;
 pub use launch::{Ending, LaunchSpec, RunRecord, launch, launch_all};
