@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// exploits a VMM bug then has the whole process's privileges.
     #[arg(long)]
     pub no_seccomp: bool,
+    /// A virtio disk: path=FILE[,readonly=on|off][,direct=on|off][,id=NAME].
+    /// Repeatable: the first is /dev/vda, the next /dev/vdb, ...
+    /// `readonly=on` offers it read-only; `direct=on` opens it with O_DIRECT
+    /// (bypassing the host page cache); `id` is what the guest reads as its
+    /// serial (at most 20 bytes). The image is locked: exclusively when
+    /// writable, shared when read-only.
+    #[arg(long, value_name = "path=FILE,...")]
+    pub disk: Vec<String>,
     /// Once the VM is built, run as this user id (with --gid), as
     /// Firecracker's jailer does: the VMM then holds no root privilege
     /// while the guest runs. Every capability is dropped either way.
@@ -118,6 +126,11 @@ impl RunArgs {
             boot_timer: self.boot_timer,
             stats: self.stats,
             user: self.uid.zip(self.gid),
+            disks: self
+                .disk
+                .iter()
+                .map(|d| config::parse_disk(d))
+                .collect::<Result<_, _>>()?,
             rebuilds: self.repeat > 1,
             sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {
                 (true, _) => crate::seccomp::Sandbox::Off,

@@ -104,6 +104,8 @@ pub struct VmConfig {
     pub sandbox: crate::seccomp::Sandbox,
     /// Switch to this (uid, gid) once the VM is built.
     pub user: Option<(u32, u32)>,
+    /// Disks, in order: the first is /dev/vda.
+    pub disks: Vec<crate::devices::virtio::block::disk::DiskConfig>,
     /// This process builds more VMs after this one (`--repeat`): it keeps
     /// the build stage's sandbox and capabilities, which a build needs.
     pub rebuilds: bool,
@@ -124,6 +126,7 @@ impl Default for VmConfig {
             stats: false,
             sandbox: crate::seccomp::Sandbox::On,
             user: None,
+            disks: Vec::new(),
             rebuilds: false,
         }
     }
@@ -138,6 +141,20 @@ impl VmConfig {
         }
         validate_cmdline(&self.cmdline)
     }
+}
+
+/// Parses one `--disk path=FILE[,readonly=on|off][,direct=on|off][,id=NAME]`.
+pub fn parse_disk(
+    text: &str,
+) -> Result<crate::devices::virtio::block::disk::DiskConfig, ConfigError> {
+    let o = crate::options::Options::parse("--disk", text, &["path", "readonly", "direct", "id"])
+        .map_err(ConfigError::Path)?;
+    Ok(crate::devices::virtio::block::disk::DiskConfig {
+        path: o.required("path").map_err(ConfigError::Path)?.into(),
+        readonly: o.on_off("readonly", false).map_err(ConfigError::Path)?,
+        direct: o.on_off("direct", false).map_err(ConfigError::Path)?,
+        id: o.get("id").map(str::to_string),
+    })
 }
 
 /// Parses `--memory`: a number of MiB, or a number with a K, M or G suffix

@@ -25,6 +25,8 @@ pub mod kvm;
 pub mod lab;
 /// Messages on stderr through a bounded queue: no thread blocks on it.
 pub mod log;
+/// `key=value` option lists for device flags (`--disk`).
+pub mod options;
 /// Least privilege: capabilities dropped, optional user switch.
 pub mod privileges;
 /// The seccomp sandbox: per-thread system-call filters.

@@ -21,6 +21,8 @@ use super::bus::{BusError, IoBuses};
 use super::legacy::LegacyDevices;
 use super::output::GuestOutput;
 use super::stdin::ConsoleInput;
+use super::virtio::block::Block;
+use super::virtio::block::disk::DiskImage;
 use super::virtio::console::{self as virtio_console, Console};
 use super::virtio::events::VirtioEvents;
 use super::virtio::mmio::MmioTransport;
@@ -79,11 +81,16 @@ pub type VirtioConsole = Arc<Mutex<MmioTransport<Console>>>;
 /// The console device stdin feeds, and the event it fires when it has room again.
 pub type InputTarget = (Arc<Mutex<dyn ConsoleInput>>, EventFd);
 
+/// A virtio disk behind its transport.
+pub type VirtioBlock = Arc<Mutex<MmioTransport<Block>>>;
+
 /// A virtio device, typed, as the rest of the VMM sees it.
 #[derive(Clone)]
 pub enum VirtioHandle {
     /// The virtio console (device id 3).
     Console(VirtioConsole),
+    /// A disk (device id 2).
+    Block(VirtioBlock),
 }
 
 /// One attached virtio device: where it is and what it is.
@@ -251,6 +258,27 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// A virtio disk on the image `disk` (opened and locked by the caller,
+    /// while files may still be opened).
+    pub fn attach_virtio_block(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+        disk: DiskImage,
+    ) -> Result<(), DeviceError> {
+        let Attached {
+            transport,
+            base,
+            gsi,
+        } = self.attach_virtio("a virtio disk", vm, mem, Block::new(disk), Vec::new())?;
+        self.virtio.push(VirtioSlot {
+            base,
+            gsi,
+            handle: VirtioHandle::Block(transport),
+        });
+        Ok(())
+    }
+
     /// Kernel command-line entries the devices need, in attach order.
     pub fn cmdline_entries(&self) -> &[String] {
         &self.cmdline
@@ -284,12 +312,18 @@ impl DeviceManager {
 
     /// The virtio console, if attached.
     pub fn virtio_console(&self) -> Option<&VirtioConsole> {
-        self.virtio
-            .iter()
-            .map(|s| match &s.handle {
-                VirtioHandle::Console(c) => c,
-            })
-            .next()
+        self.virtio.iter().find_map(|s| match &s.handle {
+            VirtioHandle::Console(c) => Some(c),
+            VirtioHandle::Block(_) => None,
+        })
+    }
+
+    /// The virtio disks, in attach order (/dev/vda first).
+    pub fn virtio_disks(&self) -> impl Iterator<Item = &VirtioBlock> {
+        self.virtio.iter().filter_map(|s| match &s.handle {
+            VirtioHandle::Block(b) => Some(b),
+            VirtioHandle::Console(_) => None,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use super::VmmError;
 use crate::arch::x86_64::boot;
 use crate::arch::x86_64::cpuid;
 use crate::config::{KernelSource, VmConfig};
+use crate::devices::virtio::block::disk::{DiskConfig, DiskImage};
 
 /// Opens an image path, refusing what is not a regular file before opening
 /// it (a FIFO would block, `/dev/zero` never ends).
@@ -25,6 +26,20 @@ pub fn open_image(path: &Path) -> Result<(File, u64), VmmError> {
     }
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
     Ok((file, meta.len()))
+}
+
+/// Opens and locks a disk image; says so when its size is not whole sectors.
+pub fn open_disk(config: &DiskConfig) -> Result<DiskImage, VmmError> {
+    let disk = DiskImage::open(config)?;
+    if disk.tail_ignored > 0 {
+        crate::say!(
+            "tinyvmm: --disk {}: the last {} bytes are not a whole 512-byte sector; the guest sees {} sectors",
+            config.path.display(),
+            disk.tail_ignored,
+            disk.sectors()
+        );
+    }
+    Ok(disk)
 }
 
 /// How error messages name the kernel.

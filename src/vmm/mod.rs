@@ -54,6 +54,9 @@ pub enum VmmError {
     /// A device could not be set up.
     #[error(transparent)]
     Devices(#[from] DeviceError),
+    /// A disk image is unusable.
+    #[error(transparent)]
+    Disk(#[from] crate::devices::virtio::block::disk::DiskError),
     /// Something else the VM needs could not be set up.
     #[error("setting up {0}: {1}")]
     Setup(&'static str, String),
@@ -64,7 +67,9 @@ impl VmmError {
     pub fn exit_code(&self) -> u8 {
         match self {
             VmmError::Config(_) | VmmError::Memory(..) => exit::EXIT_BAD_CONFIG,
-            VmmError::ImageFile(..) | VmmError::Image(..) => exit::EXIT_BAD_IMAGE,
+            VmmError::ImageFile(..) | VmmError::Image(..) | VmmError::Disk(_) => {
+                exit::EXIT_BAD_IMAGE
+            }
             VmmError::Kvm(_)
             | VmmError::Devices(_)
             | VmmError::Setup(..)
@@ -131,6 +136,9 @@ impl Vmm {
         devices.attach_legacy_devices(vm.fd(), serial, &exit, &boot_timer, &output)?;
         if config.console == ConsoleKind::Virtio {
             devices.attach_virtio_console(vm.fd(), vm.memory(), &output)?;
+        }
+        for disk in &config.disks {
+            devices.attach_virtio_block(vm.fd(), vm.memory(), images::open_disk(disk)?)?;
         }
         let cmdline = images::full_cmdline(config, devices.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;

@@ -10,6 +10,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::config::VmConfig;
 use crate::devices::boot_timer::MarkerTime;
 use crate::devices::output::OutputStats;
+use crate::devices::virtio::block::BlockStats;
 use crate::devices::virtio::console::ConsoleStats;
 use crate::devices::virtio::mmio::TransportStats;
 use crate::exit::VmEnd;
@@ -62,6 +63,8 @@ pub struct RunReport {
     pub resident: Resident,
     /// Guest RAM, still mapped (the VM itself is gone).
     pub guest_ram: GuestRam,
+    /// Each disk's image path and counters, in attach order.
+    pub disks: Vec<(String, BlockStats)>,
     /// The virtio console's counters and its transport's, when attached.
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
 }
@@ -105,6 +108,19 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
             say!(
                 "tinyvmm: boot marker writes: {} (the first of each kind is kept)",
                 report.marker_writes
+            );
+        }
+        for (i, (path, d)) in report.disks.iter().enumerate() {
+            say!(
+                "tinyvmm: disk vd{} ({path}): {} requests, {} bytes read, {} bytes written, {} flushes, {} IOERR, {} UNSUPP, {} bad chains",
+                char::from(b'a' + (i % 26) as u8),
+                d.requests,
+                d.read_bytes,
+                d.write_bytes,
+                d.flushes,
+                d.io_errors,
+                d.unsupported,
+                d.bad_chains
             );
         }
         for m in &report.markers {

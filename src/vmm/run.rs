@@ -123,6 +123,17 @@ impl Vmm {
             cpu_to_first_run,
             resident,
             guest_ram: GuestRam(self.vm.memory().clone()),
+            disks: self
+                .devices
+                .virtio_disks()
+                .map(|d| {
+                    let d = lock(d);
+                    (
+                        d.device().disk().path().display().to_string(),
+                        d.device().stats(),
+                    )
+                })
+                .collect(),
             virtio_console: self.devices.virtio_console().map(|c| {
                 let c = lock(c);
                 (c.device().stats(), c.stats())

@@ -24,6 +24,7 @@
 //! `virtio-queue`; the constants come from `virtio-bindings` where it has
 //! them.
 
+pub mod block;
 pub mod console;
 pub mod events;
 pub mod mmio;

@@ -125,6 +125,55 @@ pub fn buffers(
     }
 }
 
+/// Walks `chain` as a request whose device-readable buffers come first and
+/// device-writable ones after (2.7.4.2: a driver MUST place them so), as a
+/// block request does: returns (readable, writable), each checked to lie in
+/// guest RAM; at most `max_descs` descriptors are read. A readable buffer
+/// after a writable one is a `WrongDirection` error. Zero-length buffers
+/// are skipped.
+pub fn request_buffers(
+    chain: Chain<'_>,
+    max_descs: u16,
+    mem: &GuestMemoryMmap,
+) -> Result<(Vec<Segment>, Vec<Segment>), ChainError> {
+    let (mut readable, mut writable) = (Vec::new(), Vec::new());
+    let mut seen: u16 = 0;
+    let mut last_had_next = false;
+    for desc in chain {
+        if seen == max_descs {
+            return Err(ChainError::TooLong(max_descs));
+        }
+        seen += 1;
+        last_had_next = desc.has_next();
+        if !desc.is_write_only() && !writable.is_empty() {
+            return Err(ChainError::WrongDirection(Direction::DeviceWrites));
+        }
+        if desc.len() == 0 {
+            continue;
+        }
+        if !GuestMemoryBackend::check_range(mem, desc.addr(), desc.len() as usize) {
+            return Err(ChainError::OutOfRange {
+                addr: desc.addr().0,
+                len: desc.len(),
+            });
+        }
+        let seg = Segment {
+            addr: desc.addr(),
+            len: desc.len(),
+        };
+        if desc.is_write_only() {
+            writable.push(seg);
+        } else {
+            readable.push(seg);
+        }
+    }
+    match (seen, last_had_next) {
+        (0, _) => Err(ChainError::Empty),
+        (_, true) => Err(ChainError::Truncated),
+        _ => Ok((readable, writable)),
+    }
+}
+
 /// Total length of checked segments (at most 2^32 - 1: the iterator stops
 /// a chain whose total would overflow).
 pub fn total_len(segments: &[Segment]) -> u32 {
