@@ -12,8 +12,9 @@
 #   config           the exact .config the kernel was built with.
 #   initramfs.cpio   UNCOMPRESSED newc cpio (owner root) of rootfs/.
 #   rootfs/          the tree the initramfs is made of: static busybox,
-#                    /init (kernels/initramfs/init), /etc/fstab and
-#                    /bin/tinyvmm-workload (kernels/initramfs/workload).
+#                    /init (kernels/initramfs/init), /etc/fstab,
+#                    /bin/tinyvmm-workload (kernels/initramfs/workload) and
+#                    /bin/tlscheck (kernels/initramfs/tlscheck.c, self-test).
 #                    A real directory (runc refuses a symlinked rootfs), so
 #                    the container side can use it as an OCI rootfs.
 #
@@ -278,6 +279,14 @@ done
 
 install -m 0755 "$initramfs_src/init" "$rootfs/init"
 install -m 0755 "$initramfs_src/workload" "$rootfs/bin/tinyvmm-workload"
+# /bin/tlscheck: the FS-base (TLS) and SSE-state checker of the self-test
+# (tinyvmm.selftest=procs, see initramfs/init). Freestanding C, no libc:
+# it checks the TLS set-up that a libc would itself depend on. ~10 KB.
+gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+	-fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
+	-o "$rootfs/bin/tlscheck" "$initramfs_src/tlscheck.c" \
+	|| die "cannot build $initramfs_src/tlscheck.c"
+chmod 0755 "$rootfs/bin/tlscheck"
 install -m 0644 "$initramfs_src/fstab" "$rootfs/etc/fstab"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$rootfs/etc/group"
