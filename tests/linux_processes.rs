@@ -1,0 +1,223 @@
+//! Many short-lived processes in one Linux guest boot (issue 17).
+//!
+//! On our kvm_pvm machines guest user processes were reported to die at
+//! random, `segfault at 0` in their first TLS access, about 12 in 40
+//! processes under every VMM. These tests boot the project's guest once
+//! with `tinyvmm.selftest=procs` (kernels/initramfs/init): /init starts
+//! 234 processes, most of them busybox in pipelines (two at a time), each
+//! checked for its exit status and output, then /bin/tlscheck checks the FS
+//! base of 20 freshly exec'd processes and the SSE registers of two
+//! processes taking turns, and finally dmesg is searched for `segfault`.
+//!
+//! One boot per VMM: a boot costs ~30 s on kvm_pvm and the 234 processes
+//! about two minutes more (each process start runs through the emulated
+//! guest kernel), ~1 s in all on hardware KVM. QEMU microvm runs the same
+//! guest as a cross-check when `qemu-system-x86_64` is installed. The two
+//! tests take turns (a mutex): two guests at once each run far slower than
+//! half speed on a 2-core kvm_pvm host.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{guest_file, kvm_available, run};
+use tinyvmm::arch::x86_64::cpuid::KVM_PVM_MODULE;
+use tinyvmm::compare::workload::{PVM_LINUX_OPTIONS, PVM_QEMU_CPU};
+
+/// Generous: boot + 234 processes took 2m50s on a loaded kvm_pvm host.
+const T: Duration = Duration::from_secs(900);
+const BASE: &str = "reboot=k panic=1 pci=off io_delay=none quiet tinyvmm.selftest=procs";
+/// What /init's self-test starts at least (the issue asks for 200).
+const MIN_PROCESSES: u32 = 200;
+
+/// One guest at a time (see the module doc).
+static ONE_GUEST: Mutex<()> = Mutex::new(());
+
+fn files(test: &str) -> Option<(String, String)> {
+    if !kvm_available(test) {
+        return None;
+    }
+    let k = guest_file(test, "vmlinux")?;
+    let i = guest_file(test, "initramfs.cpio")?;
+    Some((k.display().to_string(), i.display().to_string()))
+}
+
+/// The self-test's numbers from the guest console:
+/// `TINYVMM-SELFTEST procs: processes=N failed=F segfaults=S`.
+fn summary(stdout: &str) -> Option<(u32, u32, u32)> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split("TINYVMM-SELFTEST procs: ").nth(1))?;
+    let field = |name: &str| -> Option<u32> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.trim_end_matches('\r').parse().ok())
+    };
+    Some((
+        field("processes=")?,
+        field("failed=")?,
+        field("segfaults=")?,
+    ))
+}
+
+/// Asserts a clean self-test on `stdout`; `who` names the VMM.
+fn assert_selftest_passed(who: &str, stdout: &str, stderr: &str) {
+    let Some((processes, failed, segfaults)) = summary(stdout) else {
+        panic!("{who}: no TINYVMM-SELFTEST summary line\nstdout: {stdout}\nstderr: {stderr}");
+    };
+    eprintln!("{who}: processes={processes} failed={failed} segfaults={segfaults}");
+    assert!(
+        processes >= MIN_PROCESSES,
+        "{who}: only {processes} processes\n{stdout}"
+    );
+    assert_eq!(segfaults, 0, "{who}: segfaults in the guest\n{stdout}");
+    assert_eq!(failed, 0, "{who}: failed processes or checks\n{stdout}");
+    assert!(stdout.contains("TINYVMM-SELFTEST: PASS"), "{who}: {stdout}");
+}
+
+#[test]
+fn tinyvmm_guest_runs_200_processes_without_a_segfault() {
+    let test = "tinyvmm_guest_runs_200_processes_without_a_segfault";
+    let Some((kernel, initrd)) = files(test) else {
+        return;
+    };
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let cmdline = format!("console=hvc0 {BASE}");
+    let out = run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--cmdline",
+            &cmdline,
+        ],
+        b"",
+        T,
+    );
+    eprintln!("tinyvmm self-test boot: {:?}", out.elapsed);
+    // /init reports the self-test's status through the debug-exit register.
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_selftest_passed("tinyvmm", &out.stdout, &out.stderr);
+}
+
+/// Runs `program args` with a timeout, capturing stdout and stderr.
+fn run_with_timeout(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> (Option<i32>, String, String) {
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{program} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
+                out_t.join().unwrap(),
+                err_t.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), out_t.join().unwrap(), err_t.join().unwrap())
+}
+
+#[test]
+fn qemu_guest_runs_200_processes_without_a_segfault() {
+    let test = "qemu_guest_runs_200_processes_without_a_segfault";
+    let Some((kernel, initrd)) = files(test) else {
+        return;
+    };
+    let Some(qemu) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("qemu-system-x86_64"))
+            .find(|q| q.is_file())
+    }) else {
+        eprintln!("SKIP {test}: qemu-system-x86_64 is not installed");
+        return;
+    };
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    // On kvm_pvm the same CPU features and boot options as the compare
+    // command's QEMU path (the guest kernel cannot run XSAVE etc. there).
+    let pvm = std::path::Path::new(KVM_PVM_MODULE).exists();
+    let (cpu, extra) = if pvm {
+        (PVM_QEMU_CPU, PVM_LINUX_OPTIONS)
+    } else {
+        ("host", "")
+    };
+    let append = format!("console=ttyS0 {BASE} {extra}");
+    let args: Vec<String> = [
+        "-M",
+        "microvm,x-option-roms=off,isa-serial=on,rtc=off",
+        "-enable-kvm",
+        "-cpu",
+        cpu,
+        "-m",
+        "128",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-device",
+        "i8042",
+        "-kernel",
+        &kernel,
+        "-initrd",
+        &initrd,
+        "-append",
+        &append,
+    ]
+    .map(String::from)
+    .to_vec();
+    let start = Instant::now();
+    let (code, stdout, stderr) = run_with_timeout(&qemu.to_string_lossy(), &args, T);
+    eprintln!("QEMU self-test boot: {:?}", start.elapsed());
+    // QEMU has no debug-exit register at our address: /init falls back to
+    // `reboot -f`, the i8042 reset, and -no-reboot makes QEMU exit 0. The
+    // verdict is the console's summary line.
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert_selftest_passed("QEMU", &stdout, &stderr);
+}
+
+#[test]
+fn summary_line_is_parsed() {
+    let s = "x\r\nTINYVMM-SELFTEST procs: processes=234 failed=0 segfaults=3\r\nTINYVMM-SELFTEST: FAIL\r\n";
+    assert_eq!(summary(s), Some((234, 0, 3)));
+    assert_eq!(summary("nothing"), None);
+}
