@@ -26,8 +26,9 @@ use common::{guest_file, kvm_available, run};
 use tinyvmm::arch::x86_64::cpuid::KVM_PVM_MODULE;
 use tinyvmm::compare::workload::{PVM_LINUX_OPTIONS, PVM_QEMU_CPU};
 
-/// Generous: boot + 234 processes took 2m50s on a loaded kvm_pvm host.
-const T: Duration = Duration::from_secs(900);
+/// Generous: boot + 234 processes took 2m50s on a lightly loaded kvm_pvm
+/// host, and 7m18s (tinyvmm) / 5m34s (QEMU) at a load average of about 10.
+const T: Duration = Duration::from_secs(1200);
 const BASE: &str = "reboot=k panic=1 pci=off io_delay=none quiet tinyvmm.selftest=procs";
 /// What /init's self-test starts at least (the issue asks for 200).
 const MIN_PROCESSES: u32 = 200;
