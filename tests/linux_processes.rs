@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{guest_file, kvm_available, run};
-use tinyvmm::arch::x86_64::cpuid::KVM_PVM_MODULE;
-use tinyvmm::compare::workload::{PVM_LINUX_OPTIONS, PVM_QEMU_CPU};
+use tinyvmm::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS;
+use tinyvmm::lab::compare::workload::PVM_QEMU_CPU;
 
 /// Generous: boot + 234 processes took 2m50s on a lightly loaded kvm_pvm
 /// host, and 7m18s (tinyvmm) / 5m34s (QEMU) at a load average of about 10.
@@ -172,9 +172,9 @@ fn qemu_guest_runs_200_processes_without_a_segfault() {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     // On kvm_pvm the same CPU features and boot options as the compare
     // command's QEMU path (the guest kernel cannot run XSAVE etc. there).
-    let pvm = std::path::Path::new(KVM_PVM_MODULE).exists();
+    let pvm = tinyvmm::host::kvm_emulates_guest_kernel();
     let (cpu, extra) = if pvm {
-        (PVM_QEMU_CPU, PVM_LINUX_OPTIONS)
+        (PVM_QEMU_CPU, MINIMAL_KERNEL_ARGS)
     } else {
         ("host", "")
     };
