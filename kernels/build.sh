@@ -11,6 +11,8 @@
 #                    or tests that want the Linux boot protocol.
 #   config           the exact .config the kernel was built with.
 #   initramfs.cpio   UNCOMPRESSED newc cpio (owner root) of rootfs/.
+#   rootfs.ext4      the same tree as a 32 MiB ext4 image (mkfs.ext4 -d),
+#                    for a root file system on a virtio disk.
 #   rootfs/          the tree the initramfs is made of: static busybox,
 #                    /init (kernels/initramfs/init), /etc/fstab,
 #                    /bin/tinyvmm-workload (kernels/initramfs/workload) and
@@ -68,7 +70,7 @@ mapfile -t patches < <(LC_ALL=C find "$kernels_dir/linux/patches" -maxdepth 1 \
 # (No libssl-dev: without modules nothing is signed, no host tool links
 # OpenSSL. lz4: the bzImage compressor, see the config fragment.)
 deps=(linux-source-6.1 flex bison bc libelf-dev xz-utils lz4
-      busybox-static cpio build-essential)
+      busybox-static cpio build-essential e2fsprogs)
 missing=()
 for p in "${deps[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
@@ -278,6 +280,8 @@ for a in "${applets[@]}"; do
 done
 
 install -m 0755 "$initramfs_src/init" "$rootfs/init"
+# With the root on a disk the kernel runs /sbin/init: the same script.
+ln -sfn ../init "$rootfs/sbin/init"
 install -m 0755 "$initramfs_src/workload" "$rootfs/bin/tinyvmm-workload"
 # /bin/tlscheck: the FS-base (TLS) and SSE-state checker of the self-test
 # (tinyvmm.selftest=procs, see initramfs/init). Freestanding C, no libc:
@@ -321,10 +325,25 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# 5. Summary.
+# 5. rootfs.ext4: the same tree as an ext4 image, for a root on a virtio
+#    disk (`tinyvmm run --disk path=rootfs.ext4 ... root=/dev/vda rw`).
+#    mkfs.ext4 -d copies the tree in: no root privileges, no loop device.
+#    32 MiB leaves room to write. Rebuilt when the initramfs is newer;
+#    tests write to copies.
+# ---------------------------------------------------------------------------
+img="$out/rootfs.ext4"
+if [[ ! -f $img || $out/initramfs.cpio -nt $img ]]; then
+	rm -f "$img.tmp.$$"
+	mkfs.ext4 -q -F -L tinyvmm-root -d "$final_rootfs" -E root_owner=0:0 \
+		"$img.tmp.$$" 32M || die "mkfs.ext4 of $final_rootfs failed"
+	mv -f "$img.tmp.$$" "$img"
+fi
+
+# ---------------------------------------------------------------------------
+# 6. Summary.
 # ---------------------------------------------------------------------------
 log "done in $((SECONDS - t_start)) s (kernel $src_pkg $src_version, cache $work)"
-for f in vmlinux bzImage initramfs.cpio config; do
+for f in vmlinux bzImage initramfs.cpio rootfs.ext4 config; do
 	printf '  %-48s %10s bytes\n' "$out/$f" "$(stat -c %s "$out/$f")"
 done
 printf '  %-48s %10s\n' "$final_rootfs/" "($(du -sh "$final_rootfs" | cut -f1))"
