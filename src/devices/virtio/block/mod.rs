@@ -8,7 +8,8 @@
 //!
 //! Requests run on the event loop, like the console's queues: with the
 //! image in the host page cache a request is a memory copy, and a thread of
-//! its own would add a wake-up per request (measured in the README).
+//! its own would add a wake-up per request. Not yet measured against a
+//! device thread (issue 11 asks for that comparison; see the session notes).
 
 pub mod disk;
 pub mod request;
