@@ -10,7 +10,7 @@ use std::process::Command;
 /// The guest's sources, one subject each (kernels/tiny/tiny.h has the map),
 /// in reading order; `_start` is placed first by the linker script, not by
 /// this order.
-const SOURCES: [&str; 10] = [
+const SOURCES: [&str; 12] = [
     "kernels/tiny/boot.S",
     "kernels/tiny/tables.S",
     "kernels/tiny/cmdline.S",
@@ -21,6 +21,8 @@ const SOURCES: [&str; 10] = [
     "kernels/tiny/payload.S",
     "kernels/tiny/chaos.S",
     "kernels/tiny/chaos_virtio.S",
+    "kernels/tiny/blk.S",
+    "kernels/tiny/blk_check.S",
 ];
 /// Included by the sources: not compiled on their own, but a change to one
 /// must rebuild the guest.

@@ -13,7 +13,7 @@
  *   2. print a greeting on the 8250 serial port (serial.S); tiny.fault and
  *      tiny.touch are checked here too
  *   3. drive the virtio console found on the command line (virtio_mmio.S,
- *      console.S)
+ *      console.S); tiny.chaos and tiny.blk end the VM here instead
  *   4. write the boot marker
  *   5. drop to user mode (CPL 3) and run a payload that makes system calls
  *      (payload.S; the kernel side is syscall.S)
@@ -292,6 +292,10 @@ touch_ok:
         mov     boot_params(%rip), %rsi
         jmp     chaos_run                       /* does not return */
 8:
+        /* tiny.blk: instead of steps 4 and 5, check the first virtio disk
+         * (blk_check.S, blk.S), then debug-exit with the verdict. */
+        cmpb    $BLK_OFF, opt_blk(%rip)
+        jne     blk_run                         /* does not return */
 
 /* ====================================================================== */
 /* Step 4: the boot marker.                                               */

@@ -18,6 +18,9 @@
  *   tiny.chaos=SEED,N  the chaos monkey (chaos.S): N random device
  *                  accesses chosen by SEED, then exit status 0; SEED and N
  *                  decimal or 0x hex, modulo 2^64
+ *   tiny.blk       check the first virtio disk (blk_check.S) instead of
+ *                  running the payload; tiny.blk=rw / tiny.blk=ro also
+ *                  require it to be writable / read-only
  * An unknown tiny.* option is reported and ignored; a bad number ends the
  * VM with EXIT_BAD_OPTION. From the VMM, one entry per virtio-mmio device:
  *   virtio_mmio.device=<size>@<base>:<irq>   e.g. 4K@0xd0000000:5
@@ -61,6 +64,10 @@ next_word:
         call    match_prefix
         test    %eax, %eax
         jnz     parse_chaos
+        lea     str_blk(%rip), %rdi             /* flag or =rw/=ro: not in `options` */
+        call    match_prefix
+        test    %eax, %eax
+        jnz     parse_blk
         lea     options(%rip), %rbx
 2:      mov     (%rbx), %rdi                    /* option name */
         test    %rdi, %rdi
@@ -112,6 +119,36 @@ parse_chaos:
         jne     bad_number
         movb    $1, opt_chaos(%rip)
         jmp     next_word
+
+/* tiny.blk, tiny.blk=rw or tiny.blk=ro (rsi just past "blk"). */
+parse_blk:
+        mov     $BLK_ANY, %ecx
+        call    at_word_end
+        je      2f
+        cmpb    $ASCII_EQUALS, (%rsi)
+        jne     unknown_option                  /* tiny.blkfoo */
+        inc     %rsi
+        mov     $BLK_RW, %ecx
+        lea     str_rw(%rip), %rdi
+        call    match_prefix
+        test    %eax, %eax
+        jnz     1f
+        mov     $BLK_RO, %ecx
+        lea     str_ro(%rip), %rdi
+        call    match_prefix
+        test    %eax, %eax
+        jz      bad_blk
+1:      call    at_word_end
+        jne     bad_blk
+2:      mov     %cl, opt_blk(%rip)
+        jmp     next_word
+bad_blk:
+        KPUTS   msg_bad_blk
+        mov     %r12, %rsi
+        call    print_word
+        KPUTS   msg_newline
+        mov     $EXIT_BAD_OPTION, %edi
+        jmp     kernel_exit
 
 /* Not ours, but it may describe a virtio device; virtio_parse_word
  * decides. */
@@ -312,6 +349,10 @@ msg_unknown:    .asciz "tiny: ignoring unknown option "
 msg_bad_number: .asciz "tiny: bad number in option "
 str_tiny_prefix: .asciz "tiny."
 str_chaos:      .asciz "chaos="
+str_blk:        .asciz "blk"
+str_rw:         .asciz "rw"
+str_ro:         .asciz "ro"
+msg_bad_blk:    .asciz "tiny: tiny.blk takes no value, =rw or =ro, not "
 str_virtio_prefix:      .asciz "virtio_mmio.device="
 msg_vio_bad_entry:      .asciz "ignoring malformed "
 msg_vio_outside_gap:    .asciz "ignoring a device outside 0xc0000000-0xffffffff: "

@@ -25,6 +25,8 @@
  *   payload.S      the user-mode (CPL 3) payload
  *   chaos.S        tiny.chaos: random device accesses instead of 4 and 5
  *   chaos_virtio.S ...and those aimed at the virtio devices
+ *   blk.S          virtio-blk driver: find, initialise, one request at a time
+ *   blk_check.S    tiny.blk: six checks of a disk instead of 4 and 5
  *   tiny.h         this file; virtio.h holds the virtio constants
  *   tiny.ld        the linker script: where each part sits in memory
  *
@@ -153,11 +155,20 @@
  *   EXIT_EXCEPTION     unexpected CPU exception (message on serial)
  *   EXIT_BAD_OPTION    bad tiny.* option, or tiny.touch larger than RAM
  *   EXIT_WRITE_FAILED  the payload's write system call failed
+ *   EXIT_BLK_STEP + n  tiny.blk: step n (1-6, blk_check.S) was the first
+ *                      to fail; 0 when all passed
  * A triple fault (tiny.fault) is not a status the guest writes: the VMM
  * sees KVM_EXIT_SHUTDOWN and reports 121 itself. */
         .equ EXIT_EXCEPTION,    100
         .equ EXIT_BAD_OPTION,   101
         .equ EXIT_WRITE_FAILED, 102
+        .equ EXIT_BLK_STEP,     110     /* 111-116 */
+
+/* tiny.blk (opt_blk, blk_check.S): which disk the checks expect. */
+        .equ BLK_OFF,           0       /* no tiny.blk */
+        .equ BLK_ANY,           1       /* tiny.blk: whatever VIRTIO_BLK_F_RO says */
+        .equ BLK_RW,            2       /* tiny.blk=rw: a writable disk */
+        .equ BLK_RO,            3       /* tiny.blk=ro: a read-only disk */
 
 /* ASCII, named (a quote character would upset the C preprocessor). */
         .equ ASCII_NL,          0x0a

@@ -1,6 +1,7 @@
 /*
  * virtio.h - the virtio constants the tiny guest's virtio files share
- * (cmdline.S, virtio_mmio.S, console.S): the virtio-mmio register layout,
+ * (cmdline.S, virtio_mmio.S, console.S, blk.S, blk_check.S, chaos_virtio.S):
+ * the virtio-mmio register layout,
  * device status and feature bits, the split-virtqueue layout, and the
  * driver's own limits. Constants only: no code, no data.
  *
@@ -33,7 +34,9 @@
         .equ VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0x094
         .equ VIRTIO_MMIO_QUEUE_DEVICE_LOW,  0x0a0   /* W: used ring */
         .equ VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0x0a4
+        .equ VIRTIO_MMIO_CONFIG_GENERATION, 0x0fc   /* R: changes with the config */
         .equ VIRTIO_MMIO_REGS_SIZE,         0x100   /* device config follows */
+        .equ VIRTIO_MMIO_CONFIG,            0x100   /* device-specific config */
 
         .equ VIRTIO_MAGIC,      0x74726976      /* "virt", little-endian */
         .equ VIRTIO_MMIO_VERSION_MODERN, 2
@@ -70,6 +73,7 @@
         .equ VIRTQ_DESC_NEXT,           14      /* le16 next descriptor if F_NEXT */
         .equ VIRTQ_DESC_SIZE,           16
         .equ VIRTQ_DESC_F_NEXT,         1       /* the chain continues at .next */
+        .equ VIRTQ_DESC_F_WRITE,        2       /* the device writes this buffer */
         .equ VIRTQ_AVAIL_F_NO_INTERRUPT, 1      /* driver: no used-buffer interrupts, please */
         .equ VIRTQ_USED_F_NO_NOTIFY,    1       /* device: no notifications needed now */
 
