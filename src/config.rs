@@ -139,6 +139,22 @@ impl VmConfig {
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
             return Err(ConfigError::Vcpus(self.vcpus.into(), MAX_VCPUS.into()));
         }
+        // One image twice would lock itself out ("in use"): say what it is.
+        let real: Vec<_> = self
+            .disks
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(&d.path).ok())
+            .collect();
+        if let Some(dup) = real
+            .iter()
+            .enumerate()
+            .find(|(i, p)| real[..*i].contains(p))
+        {
+            return Err(ConfigError::Path(format!(
+                "--disk {}: the same image is given twice",
+                dup.1.display()
+            )));
+        }
         validate_cmdline(&self.cmdline)
     }
 }
@@ -153,7 +169,14 @@ pub fn parse_disk(
         path: o.required("path").map_err(ConfigError::Path)?.into(),
         readonly: o.on_off("readonly", false).map_err(ConfigError::Path)?,
         direct: o.on_off("direct", false).map_err(ConfigError::Path)?,
-        id: o.get("id").map(str::to_string),
+        id: match o.get("id") {
+            Some(id) if id.len() > crate::devices::virtio::block::disk::ID_BYTES => {
+                return Err(ConfigError::Path(format!(
+                    "--disk {text:?}: id {id:?} is longer than 20 bytes (virtio-blk's serial)"
+                )));
+            }
+            id => id.map(str::to_string),
+        },
     })
 }
 

@@ -477,7 +477,6 @@ fn without_kvm(args: &[&str]) -> Option<(Option<i32>, String)> {
 }
 
 #[test]
-#[ignore = "VMM bug: disk images are opened after /dev/kvm (src/vmm/mod.rs step 4), so without KVM a bad image gives 123, not 126"]
 fn bad_disk_images_are_refused_before_any_kvm_call() {
     let test = "bad_disk_images_are_refused_before_any_kvm_call";
     if !std::path::Path::new("/dev/kvm").exists() {
@@ -493,7 +492,6 @@ fn bad_disk_images_are_refused_before_any_kvm_call() {
 }
 
 #[test]
-#[ignore = "VMM bug: an id= longer than 20 bytes is a bad option (125), checked in DiskImage::open as an unusable image (126)"]
 fn an_id_longer_than_20_bytes_is_a_bad_option() {
     let img = image("long-id", IMAGE);
     expect_refusal(

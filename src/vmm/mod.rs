@@ -109,6 +109,13 @@ impl Vmm {
         // 2. Kernel and initrd into guest memory: bad images fail before any KVM call.
         let kernel = images::load_kernel(&mem, &config.kernel)?;
         let initrd = images::load_initrd(&mem, &kernel, config)?;
+        // Disk images too: opened and locked before any KVM call, so an
+        // unusable or busy image is a 126 whatever the host's KVM.
+        let disks = config
+            .disks
+            .iter()
+            .map(images::open_disk)
+            .collect::<Result<Vec<_>, _>>()?;
 
         // 3. The VM: memory slots, irqchip, PIT.
         let kvm = open_kvm()?;
@@ -137,8 +144,8 @@ impl Vmm {
         if config.console == ConsoleKind::Virtio {
             devices.attach_virtio_console(vm.fd(), vm.memory(), &output)?;
         }
-        for disk in &config.disks {
-            devices.attach_virtio_block(vm.fd(), vm.memory(), images::open_disk(disk)?)?;
+        for disk in disks {
+            devices.attach_virtio_block(vm.fd(), vm.memory(), disk)?;
         }
         let cmdline = images::full_cmdline(config, devices.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;
