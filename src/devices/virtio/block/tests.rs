@@ -242,3 +242,51 @@ fn config_space_carries_capacity_and_limits() {
     r.dev.read_config(1000, &mut b);
     assert_eq!(b, [0; 4], "past the config: zeroes, no panic");
 }
+
+mod hostile {
+    //! Random chains and random headers: the device never panics, writes
+    //! only a known status, and never reports more written than the chain's
+    //! writable bytes.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn descs() -> impl Strategy<Value = Vec<(u64, u32, u16)>> {
+        let addr = prop_oneof![
+            Just(HDR),
+            Just(DATA),
+            Just(STATUS),
+            0u64..0x10_0000,
+            any::<u64>()
+        ];
+        let len = prop_oneof![
+            Just(1u32),
+            Just(16),
+            Just(512),
+            Just(1024),
+            0u32..70_000,
+            any::<u32>()
+        ];
+        let flags = prop_oneof![Just(0u16), Just(W)];
+        proptest::collection::vec((addr, len, flags), 1..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn any_chain_and_header_end_in_a_status_or_an_empty_completion(
+            chain in descs(),
+            kind in prop_oneof![Just(0u32), Just(1), Just(4), Just(8), Just(11), Just(13), any::<u32>()],
+            sector in prop_oneof![0u64..16, any::<u64>()],
+            ranges in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut r = rig("prop", 8, false);
+            header(&r, kind, sector);
+            r.mem.write_slice(&ranges, GuestAddress(DATA)).unwrap();
+            let (status, used) = submit(&mut r, &chain);
+            prop_assert!(matches!(status, 0 | 1 | 2 | 0xff), "status {status}");
+            let writable: u64 = chain.iter().filter(|d| d.2 == W).map(|d| u64::from(d.1)).sum();
+            prop_assert!(u64::from(used) <= writable, "used {used} > writable {writable}");
+            prop_assert_eq!(std::fs::metadata(&r.path).unwrap().len(), 8 * 512, "the image keeps its size");
+        }
+    }
+}
