@@ -95,7 +95,7 @@ pub fn parse_smaps_rollup(text: &str) -> Option<MemSizes> {
 }
 
 /// One mapping of `/proc/<pid>/smaps`: its address range and sizes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Mapping {
     /// First host virtual address of the mapping.
     pub start: u64,
@@ -103,6 +103,11 @@ pub struct Mapping {
     pub end: u64,
     /// Anonymous: no inode and no name (`[heap]`, `[stack]` have names).
     pub anonymous: bool,
+    /// The name of a named anonymous mapping (`[anon:NAME]`).
+    pub anon_name: Option<String>,
+    /// `VmFlags:` has `dc` (MADV_DONTFORK: not copied into a child), which
+    /// tinyvmm and QEMU both set on guest RAM.
+    pub dont_fork: bool,
     /// `Size:` KiB.
     pub size_kib: u64,
     /// `Rss:` KiB.
@@ -121,6 +126,10 @@ pub fn mappings(smaps: &str) -> Vec<Mapping> {
             let Some((key, value)) = line.split_once(':') else {
                 continue;
             };
+            if key == "VmFlags" {
+                m.dont_fork = value.split_whitespace().any(|f| f == "dc");
+                continue;
+            }
             let field = match key {
                 "Size" => &mut m.size_kib,
                 "Rss" => &mut m.rss_kib,
@@ -144,11 +153,19 @@ fn mapping_header(line: &str) -> Option<Mapping> {
         return None; // perms: "rw-p"
     }
     let inode = fields.nth(2)?;
-    let path = fields.next();
+    // The rest of the line is the path (it may contain spaces).
+    let path: Vec<&str> = fields.collect();
+    let path = (!path.is_empty()).then(|| path.join(" "));
+    let anon_name = path
+        .as_deref()
+        .and_then(|p| p.strip_prefix("[anon:"))
+        .and_then(|p| p.strip_suffix(']'))
+        .map(str::to_string);
     Some(Mapping {
         start,
         end,
         anonymous: inode == "0" && path.is_none(),
+        anon_name,
         ..Mapping::default()
     })
 }

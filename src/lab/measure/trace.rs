@@ -95,8 +95,20 @@ pub fn read_exit_facts(tid: i32, root: i32, guest_size: Option<u64>) -> ProcReco
 /// region of the guest's size when it fits below the 3 GiB MMIO gap). Of
 /// several such mappings, the one with the most resident pages.
 pub fn anon_mapping_of_size(smaps: &str, size_bytes: u64) -> Option<MemSizes> {
-    procfs::mappings(smaps)
-        .into_iter()
+    let all = procfs::mappings(smaps);
+    // Guest RAM that its VMM marked MADV_DONTFORK (tinyvmm does; so does
+    // QEMU): every such anonymous mapping, however the kernel split or
+    // merged them (RAM above 3 GiB is two mappings). The flag also keeps
+    // the kernel from merging guest RAM with the VMM's own heap mappings.
+    let guest: Vec<_> = all.iter().filter(|m| m.anonymous && m.dont_fork).collect();
+    if !guest.is_empty() {
+        return Some(MemSizes {
+            rss_kib: guest.iter().map(|m| m.rss_kib).sum(),
+            pss_kib: guest.iter().map(|m| m.pss_kib).sum(),
+        });
+    }
+    // Otherwise: the anonymous mapping of exactly the guest's size.
+    all.into_iter()
         .filter(|m| m.anonymous && m.size_kib == size_bytes / 1024)
         .max_by_key(|m| m.rss_kib)
         .map(|m| MemSizes {
@@ -212,6 +224,31 @@ Size:             131072 kB
 Rss:                9999 kB
 Pss:                9999 kB
 ";
+
+    #[test]
+    fn guest_mappings_marked_dontfork_win_whatever_their_size() {
+        // RAM split around the MMIO gap: two mappings, neither of the
+        // guest's size; both marked `dc`.
+        let smaps = "\
+7f00-7f10 rw-p 00000000 00:00 0
+Size:            3145728 kB
+Rss:                1024 kB
+Pss:                1024 kB
+VmFlags: rd wr mr mw me dc ac sd
+7f20-7f30 rw-p 00000000 00:00 0
+Size:            1048576 kB
+Rss:                  64 kB
+Pss:                  64 kB
+VmFlags: rd wr mr mw me dc ac sd
+7f40-7f50 rw-p 00000000 00:00 0
+Size:            4194304 kB
+Rss:                9999 kB
+Pss:                9999 kB
+VmFlags: rd wr mr mw me ac sd
+";
+        let m = anon_mapping_of_size(smaps, 4 << 30).unwrap();
+        assert_eq!((m.rss_kib, m.pss_kib), (1088, 1088));
+    }
 
     #[test]
     fn guest_mapping_is_the_anonymous_one_of_guest_size() {
