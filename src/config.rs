@@ -140,20 +140,20 @@ impl VmConfig {
             return Err(ConfigError::Vcpus(self.vcpus.into(), MAX_VCPUS.into()));
         }
         // One image twice would lock itself out ("in use"): say what it is.
-        let real: Vec<_> = self
+        // The same file is the same (device, inode), whatever the path.
+        use std::os::unix::fs::MetadataExt;
+        let ids: Vec<_> = self
             .disks
             .iter()
-            .filter_map(|d| std::fs::canonicalize(&d.path).ok())
+            .map(|d| std::fs::metadata(&d.path).ok().map(|m| (m.dev(), m.ino())))
             .collect();
-        if let Some(dup) = real
-            .iter()
-            .enumerate()
-            .find(|(i, p)| real[..*i].contains(p))
-        {
-            return Err(ConfigError::Path(format!(
-                "--disk {}: the same image is given twice",
-                dup.1.display()
-            )));
+        for (i, id) in ids.iter().enumerate() {
+            if id.is_some() && ids[..i].contains(id) {
+                return Err(ConfigError::Path(format!(
+                    "--disk {}: the same image is given twice",
+                    self.disks[i].path.display()
+                )));
+            }
         }
         validate_cmdline(&self.cmdline)
     }

@@ -500,3 +500,29 @@ fn an_id_longer_than_20_bytes_is_a_bad_option() {
         "longer than 20 bytes",
     );
 }
+
+#[test]
+fn the_same_image_twice_is_a_bad_option_not_a_lock_conflict() {
+    // No KVM call comes before the check: this runs without /dev/kvm too.
+    let img = std::env::temp_dir().join(format!("tinyvmm-twice-{}.img", std::process::id()));
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let a = format!("path={}", img.display());
+    let b = format!(
+        "path={}/./{},readonly=on",
+        img.parent().unwrap().display(),
+        img.file_name().unwrap().to_str().unwrap()
+    );
+    let out = common::run(
+        &["run", "--disk", &a, "--disk", &b],
+        b"",
+        std::time::Duration::from_secs(30),
+    );
+    let _ = std::fs::remove_file(&img);
+    assert_eq!(out.code, Some(125), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the same image is given twice"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
