@@ -243,8 +243,9 @@ fn check_entry_in_segment<F: Read + Seek>(
         image.read_exact(&mut phdr).map_err(BootError::Read)?;
         let kind = u32::from_le_bytes(phdr[0..4].try_into().expect("4 bytes"));
         let paddr = u64::from_le_bytes(phdr[0x18..0x20].try_into().expect("8 bytes"));
-        let memsz = u64::from_le_bytes(phdr[0x28..0x30].try_into().expect("8 bytes"));
-        if kind == PT_LOAD && entry >= paddr && entry - paddr < memsz {
+        // p_filesz, not p_memsz: the tail past the file's bytes is never written.
+        let filesz = u64::from_le_bytes(phdr[0x20..0x28].try_into().expect("8 bytes"));
+        if kind == PT_LOAD && entry >= paddr && entry - paddr < filesz {
             return Ok(());
         }
     }

@@ -216,3 +216,14 @@ fn an_elf_entry_outside_its_loaded_segments_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn an_elf_entry_past_its_segments_file_bytes_is_refused() {
+    // Found by the kernel_image fuzz target: an entry inside p_memsz but
+    // past p_filesz lies in memory the image never wrote.
+    let m = mem(16 << 20);
+    let mut img = elf(0x20_0000, 0x20_0200, &[0xf4u8; 0x100]);
+    img[64 + 40..64 + 48].copy_from_slice(&0x1000u64.to_le_bytes()); // p_memsz
+    let err = load_kernel(&m, &mut Cursor::new(img.as_slice())).unwrap_err();
+    assert!(matches!(err, BootError::EntryOutsideImage { .. }), "{err}");
+}
