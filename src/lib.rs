@@ -15,6 +15,8 @@ pub mod config;
 pub mod devices;
 /// How a VM ends and the process exit code for each ending.
 pub mod exit;
+/// Fuzz harnesses: one per cargo-fuzz target, shared with the stable corpus replay.
+pub mod fuzz_harness;
 /// Facts about the host: /proc parsers, this process's cost, the kind of KVM.
 pub mod host;
 /// Where kernels/build.sh's Linux guest is.
