@@ -37,12 +37,10 @@ pub fn memory_size(data: &[u8]) {
         (MIN_MEMORY..=MAX_MEMORY).contains(&bytes),
         "{text:?} -> {bytes}"
     );
-    // Issue 16 lists two forms the parser still takes (`+128M`,
-    // `128MIBIB`): accepted only if they mean what their plain form means.
-    let lenient = documented_size(&known_lenient_forms(text));
-    assert!(
-        documented == Some(bytes) || lenient == Some(bytes),
-        "{text:?} -> {bytes}: not what the documented grammar says ({documented:?})"
+    assert_eq!(
+        documented,
+        Some(bytes),
+        "{text:?} -> {bytes}: not what the documented grammar says"
     );
     let kib = bytes >> 10;
     assert_eq!(parse_memory(&format!("{kib}K")), Ok(bytes));
@@ -84,19 +82,6 @@ fn documented_size(text: &str) -> Option<u64> {
         }
     };
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-
-/// `text` without the leniencies issue 16 lists: a leading `+`, and a
-/// unit suffix repeated (`MIBIB`, `MBB`).
-fn known_lenient_forms(text: &str) -> String {
-    let t = text.trim().to_ascii_uppercase();
-    let t = t.strip_prefix('+').unwrap_or(&t);
-    let stem = t.trim_end_matches("IB").trim_end_matches('B');
-    if stem.ends_with(['K', 'M', 'G']) {
-        stem.to_string()
-    } else {
-        t.to_string()
-    }
 }
 
 /// Runs one fuzz input as a `--cmdline`: a flags byte (CPU template, how
