@@ -3,12 +3,11 @@
 //! the same way (`crate::lab::measure`), reported as the VMs-vs-containers
 //! table.
 //!
-//! Per path: `--runs` timed runs (Linux paths: `--linux-runs`); memory is
-//! read by tracing each instance's processes at their exit. A VMM is one
-//! process whose only traced event is its exit, so its timed runs are
-//! traced too; a container runtime forks and execs, so its timed runs are
-//! untraced and three extra traced runs give its memory and isolation
-//! figures. Then `--density K` instances start at once.
+//! Per path, the same for VMs and containers: `--runs` timed runs (Linux
+//! paths: `--linux-runs`), untraced; then up to three traced runs whose
+//! processes are read at their exit (memory, isolation; tracing stops a
+//! process at exec, which would skew startup); then `--density K`
+//! instances start at once.
 
 pub mod describe;
 pub mod host;
@@ -29,8 +28,8 @@ use results::{PathResult, Report};
 use crate::exit::EXIT_BAD_CONFIG;
 use crate::lab::measure::{self, RunRecord};
 
-/// Traced runs that give a container path its memory figures.
-const CONTAINER_TRACED_RUNS: usize = 3;
+/// Traced runs that give a path its memory and isolation figures.
+const TRACED_RUNS: usize = 3;
 
 /// `tinyvmm compare` options.
 #[derive(Debug, clap::Args)]
@@ -244,7 +243,9 @@ fn measure_path(
     let mut timed = Vec::new();
     for r in 1..=runs {
         progress.show(&format!("{}: run {r}/{runs}{hint}", id.label()));
-        let batch = launch_batch(p, &[next()], id.is_vm(), &mut failures);
+        // Timed runs are never traced, for every path: tracing stops the
+        // process at exec and costs a VMM ~10 ms to its marker here.
+        let batch = launch_batch(p, &[next()], false, &mut failures);
         for rec in batch {
             if !summary::run_ok(&rec, expected) {
                 failures.push(summary::failure_line(r, &rec));
@@ -253,8 +254,8 @@ fn measure_path(
         }
     }
     let mut traced: Vec<RunRecord> = Vec::new();
-    if !id.is_vm() {
-        let extra = runs.min(CONTAINER_TRACED_RUNS);
+    {
+        let extra = runs.min(TRACED_RUNS);
         for r in 1..=extra {
             progress.show(&format!(
                 "{}: traced run {r}/{extra} (memory, isolation)",
@@ -270,11 +271,7 @@ fn measure_path(
             .collect()
     };
     let ok_timed = ok(&timed);
-    let ok_traced = if id.is_vm() {
-        ok_timed.clone()
-    } else {
-        ok(&traced)
-    };
+    let ok_traced = ok(&traced);
     let density = (k > 0).then(|| {
         progress.show(&format!("{}: density, {k} at once{hint}", id.label()));
         let ns: Vec<usize> = (0..k).map(|_| next()).collect();
