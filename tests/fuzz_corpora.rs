@@ -53,6 +53,11 @@ fn virtio_mmio_corpus_replays() {
 }
 
 #[test]
+fn virtio_blk_corpus_replays() {
+    replay("virtio_blk", fuzz_harness::virtio_blk);
+}
+
+#[test]
 fn kernel_image_corpus_replays() {
     replay("kernel_image", fuzz_harness::kernel_image);
 }

@@ -11,11 +11,14 @@
 //! - `kernel.rs`: `kernel_image`, the ELF and bzImage loading and checks.
 //! - `text.rs`: `memory_size` and `cmdline`, the `--memory` parser and the
 //!   command-line checks and assembly.
+//! - `block.rs`: `virtio_blk`, the virtio disk's request processing.
 
+mod block;
 mod kernel;
 mod text;
 mod virtio;
 
+pub use block::virtio_blk;
 pub use kernel::kernel_image;
 pub use text::{cmdline, memory_size};
 pub use virtio::virtio_mmio;
