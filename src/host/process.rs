@@ -115,8 +115,10 @@ impl RollupReader {
             .map(RollupReader)
     }
 
-    /// `resident`, read through the open file (only read and lseek: the
-    /// kernel regenerates the text when it is read from offset 0).
+    /// This process's resident memory, split into guest RAM (the host
+    /// ranges `[start, end)` backing it) and the rest, read through the
+    /// open file (only read and lseek: the kernel regenerates the text when
+    /// it is read from offset 0).
     pub fn resident(&mut self, guest_ranges: &[(u64, u64)]) -> Resident {
         use std::io::{Read, Seek, SeekFrom};
         let mut text = Vec::with_capacity(4096);
@@ -126,29 +128,16 @@ impl RollupReader {
                 text.extend_from_slice(&buf[..n]);
             }
         }
-        split(&String::from_utf8_lossy(&text), guest_ranges)
-    }
-}
-
-/// This process's resident memory, split into guest RAM (the host
-/// ranges `[start, end)` backing it) and the rest.
-pub fn resident(guest_ranges: &[(u64, u64)]) -> Resident {
-    split(
-        &procfs::read_self("smaps_rollup").unwrap_or_default(),
-        guest_ranges,
-    )
-}
-
-/// The split, given the text of smaps_rollup.
-fn split(rollup: &str, guest_ranges: &[(u64, u64)]) -> Resident {
-    let total = procfs::parse_smaps_rollup(rollup).map_or(0, |m| m.rss_kib * 1024);
-    let guest = guest_ranges
-        .iter()
-        .map(|&(start, end)| resident_bytes(start, end))
-        .sum();
-    Resident {
-        guest,
-        vmm: total.saturating_sub(guest),
+        let rollup = String::from_utf8_lossy(&text);
+        let total = procfs::parse_smaps_rollup(&rollup).map_or(0, |m| m.rss_kib * 1024);
+        let guest = guest_ranges
+            .iter()
+            .map(|&(start, end)| resident_bytes(start, end))
+            .sum();
+        Resident {
+            guest,
+            vmm: total.saturating_sub(guest),
+        }
     }
 }
 
@@ -199,11 +188,13 @@ mod tests {
         let high = Anon::new(16 << 20);
         low.touch(3 << 20);
         high.touch(1 << 20);
-        let r = resident(&[low.range(), high.range()]);
-        let again = RollupReader::open()
-            .unwrap()
-            .resident(&[low.range(), high.range()]);
-        assert_eq!(again.guest, r.guest, "the open-once reader agrees");
+        let mut reader = RollupReader::open().unwrap();
+        let r = reader.resident(&[low.range(), high.range()]);
+        let again = reader.resident(&[low.range(), high.range()]);
+        assert_eq!(
+            again.guest, r.guest,
+            "a second read of the open file agrees"
+        );
         assert!(
             (4 << 20..(4 << 20) + (256 << 10)).contains(&r.guest),
             "guest {}",
@@ -225,7 +216,7 @@ mod tests {
 
     #[test]
     fn our_own_process_has_resident_memory_and_cpu_time() {
-        let r = resident(&[]);
+        let r = RollupReader::open().unwrap().resident(&[]);
         assert!(r.vmm > 0);
         let t0 = process_cpu_time();
         let mut x = 0u64;

@@ -180,6 +180,29 @@ pub fn read(pid: i32, file: &str) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/{file}")).ok()
 }
 
+/// Made-up smaps text for the tests here and in the lab: a file mapping,
+/// two anonymous ones (128 MiB and 8 MiB) and a named one.
+#[cfg(test)]
+pub(crate) const SMAPS: &str = "\
+5600-5700 r-xp 00000000 fd:01 1234 /usr/bin/tinyvmm
+Size:             131072 kB
+Rss:                 100 kB
+Pss:                 100 kB
+7f00-7f10 rw-p 00000000 00:00 0
+Size:             131072 kB
+KernelPageSize:        4 kB
+Rss:                2048 kB
+Pss:                2048 kB
+7f20-7f30 rw-p 00000000 00:00 0
+Size:               8192 kB
+Rss:                  40 kB
+Pss:                  40 kB
+7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
+Size:             131072 kB
+Rss:                9999 kB
+Pss:                9999 kB
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,26 +237,6 @@ mod tests {
         assert_eq!((m.rss_kib, m.pss_kib), (5000, 3100));
         assert_eq!(parse_smaps_rollup("Rss: 1 kB\n"), None);
     }
-
-    const SMAPS: &str = "\
-5600-5700 r-xp 00000000 fd:01 1234 /usr/bin/tinyvmm
-Size:             131072 kB
-Rss:                 100 kB
-Pss:                 100 kB
-7f00-7f10 rw-p 00000000 00:00 0
-Size:             131072 kB
-KernelPageSize:        4 kB
-Rss:                2048 kB
-Pss:                2048 kB
-7f20-7f30 rw-p 00000000 00:00 0
-Size:               8192 kB
-Rss:                  40 kB
-Pss:                  40 kB
-7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
-Size:             131072 kB
-Rss:                9999 kB
-Pss:                9999 kB
-";
 
     #[test]
     fn smaps_mappings_carry_range_kind_and_sizes() {

@@ -13,6 +13,7 @@ use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile};
 
+use super::elf::{PT_LOAD, ProgramHeader, program_headers};
 use super::layout::*;
 
 /// e820 type of usable RAM.
@@ -224,30 +225,17 @@ fn check_entry_in_segment<F: Read + Seek>(
     entry: u64,
     end: u64,
 ) -> Result<(), BootError> {
-    const PT_LOAD: u32 = 1;
-    let mut ehdr = [0u8; 64];
-    image.rewind().map_err(BootError::Read)?;
-    image.read_exact(&mut ehdr).map_err(BootError::Read)?;
-    let phoff = u64::from_le_bytes(ehdr[0x20..0x28].try_into().expect("8 bytes"));
-    let phentsize = u64::from(u16::from_le_bytes([ehdr[0x36], ehdr[0x37]]));
-    let phnum = u16::from_le_bytes([ehdr[0x38], ehdr[0x39]]);
-    let mut phdr = [0u8; 56];
-    for i in 0..u64::from(phnum) {
-        let at = phentsize
-            .checked_mul(i)
-            .and_then(|o| o.checked_add(phoff))
-            .ok_or(BootError::ElfMachine(
-                "program headers past the end of the file",
-            ))?;
-        image.seek(SeekFrom::Start(at)).map_err(BootError::Read)?;
-        image.read_exact(&mut phdr).map_err(BootError::Read)?;
-        let kind = u32::from_le_bytes(phdr[0..4].try_into().expect("4 bytes"));
-        let paddr = u64::from_le_bytes(phdr[0x18..0x20].try_into().expect("8 bytes"));
-        // p_filesz, not p_memsz: the tail past the file's bytes is never written.
-        let filesz = u64::from_le_bytes(phdr[0x20..0x28].try_into().expect("8 bytes"));
-        if kind == PT_LOAD && entry >= paddr && entry - paddr < filesz {
-            return Ok(());
+    let headers = program_headers(image).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => {
+            BootError::ElfMachine("program headers past the end of the file")
         }
+        _ => BootError::Read(e),
+    })?;
+    // p_filesz, not p_memsz: the tail past the file's bytes is never written.
+    let inside =
+        |h: &ProgramHeader| h.kind == PT_LOAD && entry >= h.paddr && entry - h.paddr < h.filesz;
+    if headers.iter().any(inside) {
+        return Ok(());
     }
     Err(BootError::EntryOutsideImage {
         entry,

@@ -92,23 +92,17 @@ pub fn container_persistence(config: &Value, rootfs: &Path) -> String {
     }
 }
 
-/// Whether the ELF file at `path` asks for a dynamic loader (`PT_INTERP`).
+/// Whether the ELF file at `path` asks for a dynamic loader (`PT_INTERP`),
+/// read with the boot loader's own program-header reader.
 pub fn elf_is_dynamic(path: &Path) -> Option<bool> {
     let mut f = fs::File::open(path).ok()?;
-    let mut head = vec![0u8; 64 * 1024];
-    let n = f.read(&mut head).ok()?;
-    let head = &head[..n];
-    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 {
-        return None; // not a 64-bit ELF
+    let mut ident = [0u8; 6];
+    f.read_exact(&mut ident).ok()?;
+    if &ident[..4] != b"\x7fELF" || ident[4] != 2 || ident[5] != 1 {
+        return None; // not a little-endian 64-bit ELF
     }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
-    let phoff = u64::from_le_bytes(head.get(0x20..0x28)?.try_into().ok()?) as usize;
-    let (size, count) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
-    (0..count).try_fold(false, |found, i| {
-        let at = phoff.checked_add(i.checked_mul(size)?)?;
-        let kind = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
-        Some(found || kind == PT_INTERP)
-    })
+    let headers = crate::arch::x86_64::elf::program_headers(&mut f).ok()?;
+    Some(headers.iter().any(|h| h.kind == PT_INTERP))
 }
 
 #[cfg(test)]

@@ -206,24 +206,7 @@ pub fn decode(status: i32) -> WaitEvent {
 mod tests {
     use super::*;
 
-    const SMAPS: &str = "\
-5600-5700 r-xp 00000000 fd:01 1234 /usr/bin/tinyvmm
-Size:             131072 kB
-Rss:                 100 kB
-Pss:                 100 kB
-7f00-7f10 rw-p 00000000 00:00 0
-Size:             131072 kB
-Rss:                2048 kB
-Pss:                2048 kB
-7f20-7f30 rw-p 00000000 00:00 0
-Size:               8192 kB
-Rss:                  40 kB
-Pss:                  40 kB
-7ffd-7ffe rw-p 00000000 00:00 0                          [stack]
-Size:             131072 kB
-Rss:                9999 kB
-Pss:                9999 kB
-";
+    use crate::host::procfs::SMAPS;
 
     #[test]
     fn guest_mappings_marked_dontfork_win_whatever_their_size() {
