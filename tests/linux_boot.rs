@@ -9,24 +9,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{guest_file, kvm_available, run};
+use common::{guest_pair, run};
 
 /// Several minutes: a boot takes ~45 s here, and two may share the CPUs.
 const T: Duration = Duration::from_secs(600);
 const BASE: &str = "console=ttyS0 reboot=k panic=1 pci=off io_delay=none quiet";
 
-fn files(test: &str, kernel: &str) -> Option<(String, String)> {
-    if !kvm_available(test) {
-        return None;
-    }
-    let k = guest_file(test, kernel)?;
-    let i = guest_file(test, "initramfs.cpio")?;
-    Some((k.display().to_string(), i.display().to_string()))
-}
-
 #[test]
 fn vmlinux_boots_to_user_space_and_exits_0() {
-    let Some((kernel, initrd)) = files("vmlinux_boots_to_user_space_and_exits_0", "vmlinux") else {
+    let Some((kernel, initrd)) = guest_pair(
+        "vmlinux_boots_to_user_space_and_exits_0",
+        "vmlinux",
+        "initramfs.cpio",
+    ) else {
         return;
     };
     let out = run(
@@ -63,7 +58,7 @@ fn vmlinux_boots_to_user_space_and_exits_0() {
 #[test]
 fn bzimage_boots_and_passes_the_workload_status_through() {
     let test = "bzimage_boots_and_passes_the_workload_status_through";
-    let Some((kernel, initrd)) = files(test, "bzImage") else {
+    let Some((kernel, initrd)) = guest_pair(test, "bzImage", "initramfs.cpio") else {
         return;
     };
     let cmdline = format!("{BASE} tinyvmm.exit=7");
@@ -96,7 +91,7 @@ fn bzimage_boots_and_passes_the_workload_status_through() {
 #[test]
 fn guest_kernel_panic_exits_120() {
     let test = "guest_kernel_panic_exits_120";
-    let Some((kernel, initrd)) = files(test, "vmlinux") else {
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
         return;
     };
     // An init that exits at once: "Kernel panic - not syncing: Attempted to

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{guest_file, kvm_available, run, tinyvmm};
+use common::{guest_pair, run, tinyvmm};
 
 /// A boot takes 30-60 s on kvm_pvm; allow for a loaded host.
 const T: Duration = Duration::from_secs(900);
@@ -45,15 +45,6 @@ impl Drop for Copy {
     }
 }
 
-fn files(test: &str) -> Option<(String, PathBuf)> {
-    if !kvm_available(test) {
-        return None;
-    }
-    let k = guest_file(test, "vmlinux")?;
-    let img = guest_file(test, "rootfs.ext4")?;
-    Some((k.display().to_string(), img))
-}
-
 /// `debugfs -R "cat PATH" IMAGE`: a file's contents, read from the image.
 fn debugfs_cat(image: &str, path: &str) -> String {
     let out = Command::new("debugfs")
@@ -66,10 +57,10 @@ fn debugfs_cat(image: &str, path: &str) -> String {
 #[test]
 fn linux_boots_from_an_ext4_disk_and_a_synced_write_survives_sigkill() {
     let test = "linux_boots_from_an_ext4_disk_and_a_synced_write_survives_sigkill";
-    let Some((kernel, image)) = files(test) else {
+    let Some((kernel, image)) = guest_pair(test, "vmlinux", "rootfs.ext4") else {
         return;
     };
-    let root = Copy::of(&image, "root");
+    let root = Copy::of(Path::new(&image), "root");
     let second = common::TempFile::with("vdb", &vec![0u8; 1 << 20]);
     let word = format!("tinyvmm-{}", std::process::id());
     let cmdline = format!("{BASE} tinyvmm.persist={word} tinyvmm.hold=1");
@@ -155,10 +146,10 @@ fn linux_boots_from_an_ext4_disk_and_a_synced_write_survives_sigkill() {
 #[test]
 fn a_read_only_root_disk_refuses_the_guests_writes() {
     let test = "a_read_only_root_disk_refuses_the_guests_writes";
-    let Some((kernel, image)) = files(test) else {
+    let Some((kernel, image)) = guest_pair(test, "vmlinux", "rootfs.ext4") else {
         return;
     };
-    let root = Copy::of(&image, "ro");
+    let root = Copy::of(Path::new(&image), "ro");
     let before = std::fs::read(&root.0).unwrap();
     let cmdline = format!("{BASE} tinyvmm.persist=should-not-land");
     let out = run(

@@ -18,11 +18,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{guest_file, kvm_available, run};
+use common::{guest_pair, run, run_program};
 use tinyvmm::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS;
 use tinyvmm::lab::compare::workload::PVM_QEMU_CPU;
 
@@ -35,15 +34,6 @@ const MIN_PROCESSES: u32 = 200;
 
 /// One guest at a time (see the module doc).
 static ONE_GUEST: Mutex<()> = Mutex::new(());
-
-fn files(test: &str) -> Option<(String, String)> {
-    if !kvm_available(test) {
-        return None;
-    }
-    let k = guest_file(test, "vmlinux")?;
-    let i = guest_file(test, "initramfs.cpio")?;
-    Some((k.display().to_string(), i.display().to_string()))
-}
 
 /// The self-test's numbers from the guest console:
 /// `TINYVMM-SELFTEST procs: processes=N failed=F segfaults=S`.
@@ -81,7 +71,7 @@ fn assert_selftest_passed(who: &str, stdout: &str, stderr: &str) {
 #[test]
 fn tinyvmm_guest_runs_200_processes_without_a_segfault() {
     let test = "tinyvmm_guest_runs_200_processes_without_a_segfault";
-    let Some((kernel, initrd)) = files(test) else {
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
         return;
     };
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,54 +101,10 @@ fn tinyvmm_guest_runs_200_processes_without_a_segfault() {
     assert_selftest_passed("tinyvmm", &out.stdout, &out.stderr);
 }
 
-/// Runs `program args` with a timeout, capturing stdout and stderr.
-fn run_with_timeout(
-    program: &str,
-    args: &[String],
-    timeout: Duration,
-) -> (Option<i32>, String, String) {
-    let start = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{program} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
-                out_t.join().unwrap(),
-                err_t.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), out_t.join().unwrap(), err_t.join().unwrap())
-}
-
 #[test]
 fn qemu_guest_runs_200_processes_without_a_segfault() {
     let test = "qemu_guest_runs_200_processes_without_a_segfault";
-    let Some((kernel, initrd)) = files(test) else {
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
         return;
     };
     let Some(qemu) = std::env::var_os("PATH").and_then(|p| {
@@ -207,7 +153,9 @@ fn qemu_guest_runs_200_processes_without_a_segfault() {
     .map(String::from)
     .to_vec();
     let start = Instant::now();
-    let (code, stdout, stderr) = run_with_timeout(&qemu.to_string_lossy(), &args, T);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_program(&qemu.to_string_lossy(), &args, T);
+    let (code, stdout, stderr) = (out.code, out.stdout, out.stderr);
     eprintln!("QEMU self-test boot: {:?}", start.elapsed());
     // QEMU has no debug-exit register at our address: /init falls back to
     // `reboot -f`, the i8042 reset, and -no-reboot makes QEMU exit 0. The

@@ -45,7 +45,7 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Outcome {
     let feeder = std::thread::spawn(move || {
         let _ = input.write_all(&data);
     });
-    let out = finish(child, args, timeout, start);
+    let out = finish(child, "tinyvmm", args, timeout, start);
     let _ = feeder.join();
     out
 }
@@ -60,13 +60,28 @@ pub fn run_with_stdin(args: &[&str], stdin: Stdio, timeout: Duration) -> Outcome
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tinyvmm");
-    finish(child, args, timeout, start)
+    finish(child, "tinyvmm", args, timeout, start)
+}
+
+/// Runs another program (e.g. a peer VMM) with `args` and no stdin,
+/// killing it after `timeout`, as `run` does for tinyvmm.
+pub fn run_program(program: &str, args: &[&str], timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    finish(child, program, args, timeout, start)
 }
 
 /// Collects a started child's stdout and stderr, killing it (and failing,
 /// with the tails of both) after `timeout`.
 fn finish(
     mut child: std::process::Child,
+    program: &str,
     args: &[&str],
     timeout: Duration,
     start: Instant,
@@ -103,7 +118,7 @@ fn finish(
                     .collect::<String>()
             };
             panic!(
-                "tinyvmm {args:?} did not finish within {timeout:?}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
+                "{program} {args:?} did not finish within {timeout:?}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
                 tail(&out),
                 tail(&err)
             );
@@ -166,6 +181,18 @@ pub fn kvm_available(test: &str) -> bool {
 /// Directory of the built Linux guest (kernels/build.sh output).
 pub fn kernel_dir() -> PathBuf {
     tinyvmm::kernel_dir::kernel_dir_for(Path::new(tinyvmm()))
+}
+
+/// For a Linux-guest test: `/dev/kvm` and two built guest files (a kernel
+/// and an initramfs or disk image) as path strings, or `None` with the
+/// reason reported as a skip.
+pub fn guest_pair(test: &str, kernel: &str, other: &str) -> Option<(String, String)> {
+    if !kvm_available(test) {
+        return None;
+    }
+    let k = guest_file(test, kernel)?;
+    let o = guest_file(test, other)?;
+    Some((k.display().to_string(), o.display().to_string()))
 }
 
 /// The built guest file `name`, or `None` (with the reason printed).
