@@ -262,7 +262,7 @@ install -m 0755 "$busybox" "$rootfs/bin/busybox"
 # Relative links at busybox's usual places, and not `busybox --install -s`:
 # that links to the absolute path of the running binary on this machine.
 applets=(sh mount umount devmem setsid cttyhack reboot dd rm cat echo ls ps
-	mkdir sleep env)
+	mkdir sleep env ip nc wget httpd)
 declare -A applet_path=()
 while IFS= read -r path; do
 	applet_path[$(basename "$path")]="$path"

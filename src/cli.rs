@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// writable, shared when read-only.
     #[arg(long, value_name = "path=FILE,...")]
     pub disk: Vec<String>,
+    /// A virtio network device: tap=NAME[,mac=MAC] attaches an existing
+    /// tap (Firecracker's model); ip=ADDR/PREFIX[,mac=MAC] creates a tap
+    /// for this VM with the host side at ADDR/PREFIX (needs CAP_NET_ADMIN;
+    /// the tap is gone when tinyvmm exits). Repeatable: eth0, eth1, ...
+    #[arg(long, value_name = "tap=NAME|ip=ADDR/PREFIX,...")]
+    pub net: Vec<String>,
     /// Once the VM is built, run as this user id (with --gid), as
     /// Firecracker's jailer does: the VMM then holds no root privilege
     /// while the guest runs. Every capability is dropped either way.
@@ -130,6 +136,11 @@ impl RunArgs {
                 .disk
                 .iter()
                 .map(|d| config::parse_disk(d))
+                .collect::<Result<_, _>>()?,
+            nets: self
+                .net
+                .iter()
+                .map(|n| config::parse_net(n))
                 .collect::<Result<_, _>>()?,
             rebuilds: self.repeat > 1,
             sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {

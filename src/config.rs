@@ -106,6 +106,8 @@ pub struct VmConfig {
     pub user: Option<(u32, u32)>,
     /// Disks, in order: the first is /dev/vda.
     pub disks: Vec<crate::devices::virtio::block::disk::DiskConfig>,
+    /// Network devices on taps, in order: the first is eth0.
+    pub nets: Vec<crate::devices::virtio::net::NetConfig>,
     /// This process builds more VMs after this one (`--repeat`): it keeps
     /// the build stage's sandbox and capabilities, which a build needs.
     pub rebuilds: bool,
@@ -127,6 +129,7 @@ impl Default for VmConfig {
             sandbox: crate::seccomp::Sandbox::On,
             user: None,
             disks: Vec::new(),
+            nets: Vec::new(),
             rebuilds: false,
         }
     }
@@ -178,6 +181,35 @@ pub fn parse_disk(
             id => id.map(str::to_string),
         },
     })
+}
+
+/// Parses one `--net tap=NAME[,mac=MAC]` or `--net ip=ADDR/PREFIX[,mac=MAC]`.
+pub fn parse_net(text: &str) -> Result<crate::devices::virtio::net::NetConfig, ConfigError> {
+    use crate::devices::virtio::net::{NetBackendConfig, NetConfig, parse_mac};
+    let bad = |why: String| ConfigError::Path(format!("--net {text:?}: {why}"));
+    let o = crate::options::Options::parse("--net", text, &["tap", "ip", "mac"])
+        .map_err(ConfigError::Path)?;
+    let backend = match (o.get("tap"), o.get("ip")) {
+        (Some(name), None) if !name.is_empty() && name.len() < 16 => {
+            NetBackendConfig::Tap(name.to_string())
+        }
+        (Some(_), None) => return Err(bad("tap= takes an interface name of 1 to 15 bytes".into())),
+        (None, Some(ip)) => {
+            let (addr, prefix) = ip
+                .split_once('/')
+                .and_then(|(a, p)| Some((a.parse().ok()?, p.parse::<u8>().ok()?)))
+                .filter(|&(_, p)| (1..=30).contains(&p))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "ip={ip:?}: expected ADDR/PREFIX such as 10.0.2.1/24 (prefix 1 to 30)"
+                    ))
+                })?;
+            NetBackendConfig::Create { addr, prefix }
+        }
+        _ => return Err(bad("give exactly one of tap=NAME or ip=ADDR/PREFIX".into())),
+    };
+    let mac = o.get("mac").map(parse_mac).transpose().map_err(bad)?;
+    Ok(NetConfig { backend, mac })
 }
 
 /// Parses `--memory`: a number of MiB, or a number with a K, M or G suffix

@@ -71,3 +71,8 @@ fn memory_size_corpus_replays() {
 fn cmdline_corpus_replays() {
     replay("cmdline", fuzz_harness::cmdline);
 }
+
+#[test]
+fn virtio_net_corpus_replays() {
+    replay("virtio_net", fuzz_harness::virtio_net);
+}

@@ -26,6 +26,8 @@ use super::virtio::block::disk::DiskImage;
 use super::virtio::console::{self as virtio_console, Console};
 use super::virtio::events::VirtioEvents;
 use super::virtio::mmio::MmioTransport;
+use super::virtio::net::Net;
+use super::virtio::net::events::TapEvents;
 use super::virtio::{VirtioDevice, regs};
 use crate::arch::x86_64::layout::VIRTIO_MMIO_SIZE;
 
@@ -84,6 +86,9 @@ pub type InputTarget = (Arc<Mutex<dyn ConsoleInput>>, EventFd);
 /// A virtio disk behind its transport.
 pub type VirtioBlock = Arc<Mutex<MmioTransport<Block>>>;
 
+/// A virtio network device behind its transport.
+pub type VirtioNet = Arc<Mutex<MmioTransport<Net>>>;
+
 /// A virtio device, typed, as the rest of the VMM sees it.
 #[derive(Clone)]
 pub enum VirtioHandle {
@@ -91,6 +96,8 @@ pub enum VirtioHandle {
     Console(VirtioConsole),
     /// A disk (device id 2).
     Block(VirtioBlock),
+    /// A network device on a tap (device id 1).
+    Net(VirtioNet),
 }
 
 /// One attached virtio device: where it is and what it is.
@@ -279,6 +286,35 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// A virtio network device on `tap` (opened by the caller during the
+    /// build), offering `mac` when given. Besides its queues, the event
+    /// loop watches the tap and the device's own resume event.
+    pub fn attach_virtio_net(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+        tap: crate::host::tap::Tap,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), DeviceError> {
+        const WHAT: &str = "a virtio network device";
+        let tap_fd = std::os::fd::AsRawFd::as_raw_fd(&tap);
+        let net = Net::new(tap, mac).map_err(|e| DeviceError::EventFd(WHAT, e))?;
+        let events = vec![clone_fd(WHAT, net.resume_event())?];
+        let Attached {
+            transport,
+            base,
+            gsi,
+        } = self.attach_virtio(WHAT, vm, mem, net, events)?;
+        self.subscribers
+            .push(Box::new(TapEvents::new(transport.clone(), tap_fd)));
+        self.virtio.push(VirtioSlot {
+            base,
+            gsi,
+            handle: VirtioHandle::Net(transport),
+        });
+        Ok(())
+    }
+
     /// Kernel command-line entries the devices need, in attach order.
     pub fn cmdline_entries(&self) -> &[String] {
         &self.cmdline
@@ -314,7 +350,7 @@ impl DeviceManager {
     pub fn virtio_console(&self) -> Option<&VirtioConsole> {
         self.virtio.iter().find_map(|s| match &s.handle {
             VirtioHandle::Console(c) => Some(c),
-            VirtioHandle::Block(_) => None,
+            _ => None,
         })
     }
 
@@ -322,7 +358,15 @@ impl DeviceManager {
     pub fn virtio_disks(&self) -> impl Iterator<Item = &VirtioBlock> {
         self.virtio.iter().filter_map(|s| match &s.handle {
             VirtioHandle::Block(b) => Some(b),
-            VirtioHandle::Console(_) => None,
+            _ => None,
+        })
+    }
+
+    /// The virtio network devices, in attach order (eth0 first).
+    pub fn virtio_nets(&self) -> impl Iterator<Item = &VirtioNet> {
+        self.virtio.iter().filter_map(|s| match &s.handle {
+            VirtioHandle::Net(n) => Some(n),
+            _ => None,
         })
     }
 }

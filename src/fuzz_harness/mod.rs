@@ -12,14 +12,18 @@
 //! - `text.rs`: `memory_size` and `cmdline`, the `--memory` parser and the
 //!   command-line checks and assembly.
 //! - `block.rs`: `virtio_blk`, the virtio disk's request processing.
+//! - `net.rs`: `virtio_net`, the network device's transmit and receive
+//!   paths, with `MemBackend` standing in for the tap.
 
 mod block;
 mod kernel;
+mod net;
 mod text;
 mod virtio;
 
 pub use block::virtio_blk;
 pub use kernel::kernel_image;
+pub use net::{MemBackend, virtio_net};
 pub use text::{cmdline, memory_size};
 pub use virtio::virtio_mmio;
 

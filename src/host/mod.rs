@@ -1,9 +1,10 @@
 //! Facts about the host the VMM runs on, read from /proc and /sys: the one
 //! parser of each /proc format (`procfs`), this process's own CPU time and
-//! memory (`process`), and what kind of KVM this is (`kvm_emulates_guest_kernel`).
+//! memory (`process`), tap devices for virtio-net (`tap`), and what kind of KVM this is (`kvm_emulates_guest_kernel`).
 
 pub mod process;
 pub mod procfs;
+pub mod tap;
 
 use std::path::Path;
 

@@ -1,8 +1,10 @@
 //! The three allow-lists and the BPF programs built from them:
-//! 1. `build_filter`: every thread while the VM is built;
+//! 1. `build_filter`: every thread while the VM is built (sockets: only
+//!    the AF_INET datagram one a `--net` tap set-up needs);
 //! 2. `run_filter`: every thread once the VM is built and before the first
 //!    `KVM_RUN`: no opening files, no processes, sockets or exec, `ioctl`
-//!    only for the terminal requests and the KVM requests the vCPUs use,
+//!    only for the terminal requests, the KVM requests the vCPUs use and
+//!    a tap's TUNSETOFFLOAD,
 //!    no new executable memory;
 //! 3. `vcpu_filter`: added by each vCPU thread on top: `KVM_RUN` and little else.
 //!
@@ -196,7 +198,20 @@ fn build(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, SeccompEr
 
 /// Stage 1: every thread while the VM is built.
 pub fn build_filter() -> Result<BpfProgram, SeccompError> {
-    build(allow_all(BUILD_SYSCALLS))
+    let mut rules = allow_all(BUILD_SYSCALLS);
+    // `--net`: one kind of socket, AF_INET datagram, the handle for the
+    // netdevice(7) ioctls that find a tap and set a created one's address.
+    let inet_dgram = SeccompRule::new(vec![
+        arg_eq(0, SeccompCmpArgLen::Dword, libc::AF_INET as u64)?,
+        arg_eq(
+            1,
+            SeccompCmpArgLen::Dword,
+            (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as u64,
+        )?,
+    ])
+    .map_err(err)?;
+    rules.insert(libc::SYS_socket, vec![inet_dgram]);
+    build(rules)
 }
 
 /// `arg` (0-based) equals `value`.
@@ -229,6 +244,8 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules = allow_all(RUN_SYSCALLS);
     let mut ioctls: Vec<u64> = TERMINAL_IOCTLS.to_vec();
     ioctls.extend([KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from));
+    // virtio-net: the tap's offloads, set once the guest's driver is live.
+    ioctls.push(libc::TUNSETOFFLOAD);
     rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
     rules.insert(libc::SYS_mmap, no_exec(2)?);
     rules.insert(libc::SYS_mprotect, no_exec(2)?);

@@ -57,6 +57,9 @@ pub enum VmmError {
     /// A disk image is unusable.
     #[error(transparent)]
     Disk(#[from] crate::devices::virtio::block::disk::DiskError),
+    /// A `--net` tap could not be opened or created.
+    #[error("{0}")]
+    Net(String),
     /// Something else the VM needs could not be set up.
     #[error("setting up {0}: {1}")]
     Setup(&'static str, String),
@@ -67,9 +70,10 @@ impl VmmError {
     pub fn exit_code(&self) -> u8 {
         match self {
             VmmError::Config(_) | VmmError::Memory(..) => exit::EXIT_BAD_CONFIG,
-            VmmError::ImageFile(..) | VmmError::Image(..) | VmmError::Disk(_) => {
-                exit::EXIT_BAD_IMAGE
-            }
+            VmmError::ImageFile(..)
+            | VmmError::Image(..)
+            | VmmError::Disk(_)
+            | VmmError::Net(_) => exit::EXIT_BAD_IMAGE,
             VmmError::Kvm(_)
             | VmmError::Devices(_)
             | VmmError::Setup(..)
@@ -116,6 +120,13 @@ impl Vmm {
             .iter()
             .map(images::open_disk)
             .collect::<Result<Vec<_>, _>>()?;
+        // Taps likewise (created ones need CAP_NET_ADMIN, still held here).
+        let taps = config
+            .nets
+            .iter()
+            .map(|n| crate::devices::virtio::net::open_tap(n).map(|t| (t, n.mac)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(VmmError::Net)?;
 
         // 3. The VM: memory slots, irqchip, PIT.
         let kvm = open_kvm()?;
@@ -146,6 +157,9 @@ impl Vmm {
         }
         for disk in disks {
             devices.attach_virtio_block(vm.fd(), vm.memory(), disk)?;
+        }
+        for (tap, mac) in taps {
+            devices.attach_virtio_net(vm.fd(), vm.memory(), tap, mac)?;
         }
         let cmdline = images::full_cmdline(config, devices.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;

@@ -13,6 +13,7 @@ use crate::devices::output::OutputStats;
 use crate::devices::virtio::block::BlockStats;
 use crate::devices::virtio::console::ConsoleStats;
 use crate::devices::virtio::mmio::TransportStats;
+use crate::devices::virtio::net::NetStats;
 use crate::exit::VmEnd;
 use crate::host::process::Resident;
 use crate::kvm::exit_stats::ExitStats;
@@ -65,6 +66,8 @@ pub struct RunReport {
     pub guest_ram: GuestRam,
     /// Each disk's image path and counters, in attach order.
     pub disks: Vec<(String, BlockStats)>,
+    /// Each network device's tap name, counters and transport counters.
+    pub nets: Vec<(String, NetStats, TransportStats)>,
     /// The virtio console's counters and its transport's, when attached.
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
 }
@@ -123,6 +126,9 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
                 d.bad_chains
             );
         }
+        for (i, (tap, n, t)) in report.nets.iter().enumerate() {
+            say!("{}", net_report(i, tap, n, t));
+        }
         for m in &report.markers {
             say!("{}", m.report());
         }
@@ -146,5 +152,29 @@ pub fn virtio_console_report(c: &ConsoleStats, t: &TransportStats) -> String {
         r.register,
         r.queue_ready,
         r.access
+    )
+}
+
+/// The `--stats` line of network device `index` on `tap`.
+pub fn net_report(index: usize, tap: &str, n: &NetStats, t: &TransportStats) -> String {
+    format!(
+        "tinyvmm: net eth{index} (tap {tap}): rx {} frames {} bytes, tx {} frames {} bytes, \
+         {} notifications (ioeventfd), {} interrupts, features {:#x}, tap offloads {:#x}; \
+         dropped: rx {} (no buffer fits), tx {} bad length, {} bad header; {} rx waits for buffers, \
+         {} tap errors, {} bad chains",
+        n.rx_frames,
+        n.rx_bytes,
+        n.tx_frames,
+        n.tx_bytes,
+        t.notifications,
+        t.interrupts,
+        n.features,
+        n.offloads,
+        n.rx_dropped,
+        n.tx_bad_length,
+        n.tx_bad_header,
+        n.rx_waits,
+        n.tap_errors,
+        n.bad_chains
     )
 }

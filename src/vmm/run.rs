@@ -134,6 +134,15 @@ impl Vmm {
                     )
                 })
                 .collect(),
+            nets: self
+                .devices
+                .virtio_nets()
+                .map(|n| {
+                    let n = lock(n);
+                    let d = n.device();
+                    (d.backend().name().to_string(), d.stats(), n.stats())
+                })
+                .collect(),
             virtio_console: self.devices.virtio_console().map(|c| {
                 let c = lock(c);
                 (c.device().stats(), c.stats())

@@ -10,6 +10,7 @@
 //! - `queue.rs`: walking a descriptor chain (2.7.5) that a hostile driver
 //!   wrote, with every length, address and direction checked.
 //! - `console.rs`: the virtio console, device id 3 (5.3).
+//! - `net/`: the network device on a host tap, device id 1 (5.1).
 //! - `events.rs`: the event-manager subscriber that does the device work on
 //!   the main thread when a queue notification (ioeventfd) or a device event
 //!   arrives. vCPU threads only touch registers.
@@ -28,6 +29,7 @@ pub mod block;
 pub mod console;
 pub mod events;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod regs;
 
