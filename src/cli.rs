@@ -89,6 +89,15 @@ pub struct RunArgs {
     /// Once the VM is built, run as this group id (with --uid).
     #[arg(long, value_name = "GID", requires = "uid")]
     pub gid: Option<u32>,
+    /// When the guest first writes a user-space boot marker (123 to
+    /// 0xc0000000, or 0x41 to port 0x80), pause it, save a snapshot in DIR
+    /// (created if missing) and exit 0. `tinyvmm restore DIR` resumes it.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["snapshot_dir", "repeat"])]
+    pub snapshot_on_marker: Option<PathBuf>,
+    /// Save a snapshot in DIR each time tinyvmm gets SIGUSR1; the VM then
+    /// continues.
+    #[arg(long, value_name = "DIR", conflicts_with = "repeat")]
+    pub snapshot_dir: Option<PathBuf>,
     /// Test only: a thread makes a forbidden system call once its run-time
     /// filter is in: CALL@THREAD with CALL one of getppid, open, socket,
     /// clone, exec, tiocsti, mprotect-exec and THREAD main or vcpu.
@@ -143,6 +152,17 @@ impl RunArgs {
                 .map(|n| config::parse_net(n))
                 .collect::<Result<_, _>>()?,
             rebuilds: self.repeat > 1,
+            snapshot: match (&self.snapshot_on_marker, &self.snapshot_dir) {
+                (Some(dir), _) => Some(config::SnapshotPlan {
+                    dir: dir.clone(),
+                    on_marker: true,
+                }),
+                (None, Some(dir)) => Some(config::SnapshotPlan {
+                    dir: dir.clone(),
+                    on_marker: false,
+                }),
+                (None, None) => None,
+            },
             sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {
                 (true, _) => crate::seccomp::Sandbox::Off,
                 (false, Some(v)) => crate::seccomp::Sandbox::Test(

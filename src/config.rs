@@ -111,6 +111,18 @@ pub struct VmConfig {
     /// This process builds more VMs after this one (`--repeat`): it keeps
     /// the build stage's sandbox and capabilities, which a build needs.
     pub rebuilds: bool,
+    /// Where and when to take snapshots (`--snapshot-on-marker`, `--snapshot-dir`).
+    pub snapshot: Option<SnapshotPlan>,
+}
+
+/// When a running VM is saved (issue 13, docs/snapshot.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPlan {
+    /// The snapshot directory (created if missing).
+    pub dir: PathBuf,
+    /// Save at the first user-space boot marker and exit 0; otherwise save
+    /// on SIGUSR1 and continue.
+    pub on_marker: bool,
 }
 
 impl Default for VmConfig {
@@ -131,6 +143,7 @@ impl Default for VmConfig {
             disks: Vec::new(),
             nets: Vec::new(),
             rebuilds: false,
+            snapshot: None,
         }
     }
 }
@@ -242,7 +255,8 @@ pub fn parse_memory(text: &str) -> Result<u64, ConfigError> {
     Ok(bytes)
 }
 
-fn validate_memory(bytes: u64, text: &str) -> Result<(), ConfigError> {
+/// Checks a guest RAM size in bytes (`text` is how the user wrote it).
+pub fn validate_memory(bytes: u64, text: &str) -> Result<(), ConfigError> {
     let range = |why| Err(ConfigError::MemoryRange(text.to_string(), why));
     if bytes == 0 {
         return range("must be more than zero");

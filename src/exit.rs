@@ -50,6 +50,8 @@ pub enum VmEnd {
     ConsoleEscape,
     /// These vCPUs did not stop when told to (the VM's other ending is lost).
     VcpuStuck(Vec<u8>),
+    /// `--snapshot-on-marker`: the VM was saved in this directory and stopped.
+    Snapshotted(String),
 }
 
 impl VmEnd {
@@ -57,7 +59,7 @@ impl VmEnd {
     pub fn code(&self) -> u8 {
         match self {
             VmEnd::GuestStatus(s) => (*s).min(GUEST_STATUS_MAX),
-            VmEnd::Reset => 0,
+            VmEnd::Reset | VmEnd::Snapshotted(_) => 0,
             VmEnd::Panic => EXIT_GUEST_PANIC,
             VmEnd::TripleFault => EXIT_TRIPLE_FAULT,
             VmEnd::KvmRun(_) => EXIT_KVM_RUN,
@@ -81,6 +83,9 @@ impl VmEnd {
             VmEnd::KvmCall(why) => Some(format!("KVM call failed: {why}")),
             VmEnd::Signal(n) => Some(format!("stopped by signal {n}")),
             VmEnd::ConsoleEscape => Some("ended from the console (Ctrl-A x)".into()),
+            VmEnd::Snapshotted(dir) => Some(format!(
+                "snapshot saved in {dir}; the VM is stopped (`tinyvmm restore {dir}` resumes it)"
+            )),
             VmEnd::VcpuStuck(ids) => Some(format!(
                 "vCPU(s) {ids:?} did not stop when told to; exiting with {EXIT_VCPU_STUCK}"
             )),

@@ -35,6 +35,8 @@ pub mod privileges;
 pub mod seccomp;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.
 pub mod signals;
+/// Snapshots: the format, the memory file, disk identity, `restore`'s command.
+pub mod snapshot;
 /// Locking that survives a panicked holder.
 pub mod sync;
 /// Raw terminal mode, always restored.

@@ -11,6 +11,7 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use tinyvmm::cli::RunArgs;
 use tinyvmm::exit::{EXIT_BAD_CONFIG, EXIT_KVM_UNAVAILABLE};
+use tinyvmm::snapshot::cli::RestoreArgs;
 
 /// The lab's executable, expected in this executable's directory.
 const LAB: &str = "tinyvmm-lab";
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Boot a guest; its console is this process's stdin/stdout.
     Run(RunArgs),
+    /// Resume a VM saved with `run --snapshot-on-marker DIR` (or
+    /// `--snapshot-dir DIR` and SIGUSR1).
+    Restore(RestoreArgs),
     /// Run one workload on tinyvmm, QEMU, crun and runc; print the
     /// VMs-vs-containers table (`tinyvmm compare --help` for its options).
     #[command(disable_help_flag = true)]
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => tinyvmm::vmm::launch::run_command(&args, process_start),
+        Command::Restore(args) => tinyvmm::snapshot::cli::restore_command(&args, process_start),
         Command::Compare { args } => exec_lab(args),
     };
     ExitCode::from(code)

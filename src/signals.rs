@@ -12,7 +12,7 @@
 //! the vCPU fd is borrowed.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use std::cell::Cell;
 
@@ -22,6 +22,7 @@ use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 
 static EXIT_FD: AtomicI32 = AtomicI32::new(-1);
 static PENDING: AtomicI32 = AtomicI32::new(0);
+static SNAPSHOT_WANTED: AtomicBool = AtomicBool::new(false);
 
 /// Signals that end the VM with 128+N.
 pub const EXIT_SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -36,6 +37,28 @@ extern "C" fn on_exit_signal(num: c_int, _info: *mut siginfo_t, _ctx: *mut c_voi
         // loop also polls `pending()`.
         unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
     }
+}
+
+extern "C" fn on_snapshot_signal(_num: c_int, _info: *mut siginfo_t, _ctx: *mut c_void) {
+    SNAPSHOT_WANTED.store(true, Ordering::SeqCst);
+    let fd = EXIT_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: as in `on_exit_signal`: an async-signal-safe write of 8
+        // readable bytes to the eventfd; only wakes the main loop.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// `--snapshot-dir`: SIGUSR1 asks for a snapshot (the VM goes on).
+pub fn install_snapshot_signal() -> std::io::Result<()> {
+    register_signal_handler(libc::SIGUSR1, on_snapshot_signal)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// Whether SIGUSR1 came since the last call.
+pub fn take_snapshot_request() -> bool {
+    SNAPSHOT_WANTED.swap(false, Ordering::SeqCst)
 }
 
 thread_local! {

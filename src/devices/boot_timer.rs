@@ -13,7 +13,7 @@
 //! guest's writes. Nothing is printed from the vCPU thread that saw the
 //! write; the event loop prints new markers (`take_unprinted`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::bus::BusDevice;
@@ -79,12 +79,21 @@ struct Marks {
 }
 
 /// Collects marker times; the device on both buses and the VMM share it.
-#[derive(Debug)]
 pub struct BootTimer {
     process_start: Instant,
     build_start: Instant,
     print: bool,
     marks: Mutex<Marks>,
+    /// Called once, on the first user-space marker (`--snapshot-on-marker`).
+    on_user_space: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for BootTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootTimer")
+            .field("marks", &self.marks)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BootTimer {
@@ -96,6 +105,7 @@ impl BootTimer {
             build_start,
             print,
             marks: Mutex::new(Marks::default()),
+            on_user_space: OnceLock::new(),
         })
     }
 
@@ -108,11 +118,27 @@ impl BootTimer {
         if marks.first.iter().any(|m| m.marker == marker) {
             return;
         }
+        let user_space = |m: Marker| matches!(m, Marker::UserSpace | Marker::BootTimer);
+        let first_user_space =
+            user_space(marker) && !marks.first.iter().any(|m| user_space(m.marker));
         marks.first.push(MarkerTime {
             marker,
             since_process_start: now.saturating_duration_since(self.process_start),
             since_build_start: now.saturating_duration_since(self.build_start),
         });
+        drop(marks);
+        if first_user_space {
+            if let Some(hook) = self.on_user_space.get() {
+                hook();
+            }
+        }
+    }
+
+    /// Sets what the first user-space marker (123 at the boot-timer
+    /// address, or 0x41 on port 0x80) calls, on the vCPU thread that wrote
+    /// it. At most once; a second hook is ignored.
+    pub fn on_first_user_space(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_user_space.set(hook);
     }
 
     /// The first marker of each kind, in the order they came.
@@ -123,6 +149,12 @@ impl BootTimer {
     /// Marker writes in all, first ones included.
     pub fn writes(&self) -> u64 {
         crate::sync::lock(&self.marks).writes
+    }
+
+    /// Adds `n` earlier writes to the count (a restored VM's).
+    pub fn add_writes(&self, n: u64) {
+        let mut marks = crate::sync::lock(&self.marks);
+        marks.writes = marks.writes.saturating_add(n);
     }
 
     /// With `--boot-timer`, the markers not handed out yet (at most one of

@@ -240,8 +240,20 @@ impl DeviceManager {
         mem: &GuestMemoryMmap,
         output: &GuestOutput,
     ) -> Result<(), DeviceError> {
+        let size = virtio_console::terminal_size();
+        self.attach_virtio_console_sized(vm, mem, output, size)
+    }
+
+    /// The same with a given terminal size (a restore offers the saved one).
+    pub fn attach_virtio_console_sized(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+        output: &GuestOutput,
+        size: Option<(u16, u16)>,
+    ) -> Result<(), DeviceError> {
         const WHAT: &str = "the virtio console";
-        let console = Console::new(output.handle(), virtio_console::terminal_size())
+        let console = Console::new(output.handle(), size)
             .map_err(|e| DeviceError::Device(WHAT, e.to_string()))?;
         let drained = clone_fd(WHAT, console.input_drained())?;
         // Besides its queues, the console works when stdout has room again
@@ -370,6 +382,10 @@ impl DeviceManager {
         })
     }
 }
+
+#[path = "manager_state.rs"]
+mod state;
+pub use state::{DevicesState, SerialSnapshot, VirtioKindSnapshot, VirtioSnapshot};
 
 #[cfg(test)]
 #[path = "manager_tests.rs"]

@@ -72,6 +72,22 @@ impl SerialDevice {
         self.0.enqueue_raw_bytes(&data[..room]).unwrap_or(0)
     }
 
+    /// Replaces the UART's registers and FIFO with a saved state (a
+    /// restore), keeping its interrupt line, counters and output.
+    pub fn restore_state(&mut self, state: &vm_superio::serial::SerialState) -> Result<(), String> {
+        let irq = self
+            .0
+            .interrupt_evt()
+            .0
+            .try_clone()
+            .map_err(|e| e.to_string())?;
+        let events = self.0.events().clone();
+        let out = self.0.writer().clone();
+        self.0 = Serial::from_state(state, IrqTrigger(irq), events, out)
+            .map_err(|e| format!("8250 state: {e:?}"))?;
+        Ok(())
+    }
+
     /// Free room in the receive FIFO.
     pub fn input_room(&self) -> usize {
         self.0.fifo_capacity()

@@ -4,6 +4,8 @@
 
 pub mod exit_stats;
 pub mod exits;
+pub mod pause;
+pub mod state;
 pub mod vcpu;
 pub mod vcpu_handles;
 pub mod vm;

@@ -16,6 +16,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::exit_stats::ExitStats;
 use super::exits::{ExitAction, handle_exit};
+use super::pause::Pause;
 use super::vm::{KvmError, Vm, kvm_err};
 use crate::arch::x86_64::{cpuid, msr, regs};
 use crate::config::CpuTemplate;
@@ -54,6 +55,9 @@ pub struct Vcpu {
     /// Guest RAM: read for error reports, and held so the mappings behind
     /// the VM's memory slots outlive this fd (see `Vm`).
     memory: GuestMemoryMmap,
+    /// The CPUID set with KVM_SET_CPUID2, which a snapshot saves (where KVM
+    /// emulates guest kernel mode, KVM_GET_CPUID2 answers the host's own).
+    cpuid: Vec<kvm_bindings::kvm_cpuid_entry2>,
 }
 
 impl Vcpu {
@@ -65,6 +69,7 @@ impl Vcpu {
         let mut cpuid = setup.base_cpuid.clone();
         cpuid::set_topology(cpuid.as_mut_slice(), id, setup.count);
         fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        let cpuid = cpuid.as_slice().to_vec();
 
         let entries = msr::supported_only(msr::boot_msrs(), setup.supported_msrs);
         let msrs = Msrs::from_entries(&entries).map_err(|_| KvmError {
@@ -94,7 +99,28 @@ impl Vcpu {
             fd.set_fpu(&regs::boot_fpu())
                 .map_err(kvm_err("KVM_SET_FPU"))?;
         }
-        Ok(Vcpu { id, fd, memory })
+        Ok(Vcpu {
+            id,
+            fd,
+            memory,
+            cpuid,
+        })
+    }
+
+    /// Creates vCPU `id` with nothing configured: a restore puts its saved
+    /// state in (`super::state::restore_vcpu`), starting with `cpuid`.
+    pub fn bare(
+        vm: &Vm,
+        id: u8,
+        cpuid: Vec<kvm_bindings::kvm_cpuid_entry2>,
+    ) -> Result<Self, KvmError> {
+        let (fd, memory) = vm.create_vcpu(id)?;
+        Ok(Vcpu {
+            id,
+            fd,
+            memory,
+            cpuid,
+        })
     }
 
     /// Runs until the VM ends or `stop` is set; returns this vCPU's counters.
@@ -104,6 +130,7 @@ impl Vcpu {
         buses: &IoBuses,
         exit: &ExitSignal,
         stop: &AtomicBool,
+        pause: &Pause,
         sandbox: Sandbox,
     ) -> ExitStats {
         let mut stats = ExitStats::default();
@@ -120,8 +147,9 @@ impl Vcpu {
             }
         }
         let id = self.id;
+        let cpuid = &self.cpuid;
         let ending = signals::with_kick_target(&mut self.fd, |fd| {
-            run_loop(fd, id, buses, exit, stop, &mut stats)
+            run_loop(fd, (id, cpuid), buses, exit, stop, pause, &mut stats)
         });
         match ending {
             Some(ExitAction::Stop(why)) => exit.request(why),
@@ -198,13 +226,21 @@ impl Vcpu {
 /// write).
 fn run_loop(
     fd: &mut VcpuFd,
-    id: u8,
+    (id, cpuid): (u8, &[kvm_bindings::kvm_cpuid_entry2]),
     buses: &IoBuses,
     exit: &ExitSignal,
     stop: &AtomicBool,
+    pause: &Pause,
     stats: &mut ExitStats,
 ) -> Option<ExitAction> {
     while !stop.load(Ordering::Acquire) && !exit.requested() {
+        if pause.requested() {
+            // A snapshot: finish the last exit, save, wait (kvm/pause.rs).
+            pause.park(fd, id, cpuid, || {
+                stop.load(Ordering::Acquire) || exit.requested()
+            });
+            continue;
+        }
         let entered = Instant::now();
         let result = fd.run();
         let left = Instant::now();

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::exit_stats::ExitStats;
+use super::pause::Pause;
 use super::vcpu::Vcpu;
 use crate::devices::bus::IoBuses;
 use crate::exit::{ExitSignal, VmEnd};
@@ -98,6 +99,7 @@ impl VcpuHandles {
         vcpus: Vec<Vcpu>,
         buses: Arc<IoBuses>,
         exit: Arc<ExitSignal>,
+        pause: Arc<Pause>,
         sandbox: Sandbox,
     ) -> std::io::Result<VcpuHandles> {
         let mut handles = VcpuHandles {
@@ -109,6 +111,7 @@ impl VcpuHandles {
             let id = vcpu.id;
             let (buses, exit, stop) = (buses.clone(), exit.clone(), handles.stop.clone());
             let gate = handles.gate.clone();
+            let pause = pause.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn(move || {
@@ -120,7 +123,7 @@ impl VcpuHandles {
                     if !gate.arrive_and_wait() {
                         return ExitStats::default();
                     }
-                    vcpu.run(&buses, &exit, &stop, sandbox)
+                    vcpu.run(&buses, &exit, &stop, &pause, sandbox)
                 });
             match spawned {
                 Ok(thread) => handles.threads.push((id, thread)),
@@ -159,6 +162,12 @@ impl VcpuHandles {
     /// Tells every vCPU to stop and kicks each unfinished thread once.
     pub fn kick(&self) {
         self.stop.store(true, Ordering::Release);
+        self.interrupt();
+    }
+
+    /// Interrupts `KVM_RUN` on each unfinished thread once, without telling
+    /// it to stop (a pause request is then seen: kvm/pause.rs).
+    pub fn interrupt(&self) {
         for (_, thread) in &self.threads {
             if !thread.is_finished() {
                 // SAFETY: `thread` has not been joined (we own its handle),

@@ -24,6 +24,48 @@ const KVMIO: u32 = 0xAE;
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
 ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_bindings::kvm_translation);
+// Reading state for a snapshot (kvm/state.rs): vCPU requests on the vCPU
+// threads, VM requests on the main thread. Reads only: no KVM_SET_*.
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_bindings::kvm_msrs);
+ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_bindings::kvm_lapic_state);
+ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_bindings::kvm_cpuid2);
+ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_bindings::kvm_mp_state);
+ioctl_ior_nr!(
+    KVM_GET_VCPU_EVENTS,
+    KVMIO,
+    0x9f,
+    kvm_bindings::kvm_vcpu_events
+);
+ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_bindings::kvm_debugregs);
+ioctl_io_nr!(KVM_GET_TSC_KHZ, KVMIO, 0xa3);
+ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_bindings::kvm_xsave);
+ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_bindings::kvm_xcrs);
+ioctl_iowr_nr!(KVM_GET_IRQCHIP, KVMIO, 0x62, kvm_bindings::kvm_irqchip);
+ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_bindings::kvm_clock_data);
+ioctl_ior_nr!(KVM_GET_PIT2, KVMIO, 0x9f, kvm_bindings::kvm_pit_state2);
+
+/// The state reads a snapshot makes while the VM runs: KVM_RUN (with
+/// immediate_exit, to complete an exit) and the KVM_GET_* of kvm/state.rs.
+fn snapshot_ioctls() -> [u64; 14] {
+    [
+        KVM_GET_SREGS(),
+        KVM_GET_MSRS(),
+        KVM_GET_LAPIC(),
+        KVM_GET_CPUID2(),
+        KVM_GET_MP_STATE(),
+        KVM_GET_VCPU_EVENTS(),
+        KVM_GET_DEBUGREGS(),
+        KVM_GET_TSC_KHZ(),
+        KVM_GET_XSAVE(),
+        KVM_GET_XCRS(),
+        KVM_GET_IRQCHIP(),
+        KVM_GET_CLOCK(),
+        KVM_GET_PIT2(),
+        KVM_GET_REGS(),
+    ]
+    .map(u64::from)
+}
 
 /// Terminal requests the run stage allows: read and restore the settings
 /// (tcgetattr/tcsetattr) and the window size. Not TIOCSTI, which would let
@@ -56,12 +98,16 @@ pub const BUILD_SYSCALLS: &[i64] = &[
     libc::SYS_pwritev,
     libc::SYS_fdatasync,
     libc::SYS_fallocate,
+    libc::SYS_ftruncate,
     libc::SYS_flock,
     libc::SYS_getdents64,
     libc::SYS_fcntl,
     libc::SYS_dup,
     libc::SYS_dup3,
     libc::SYS_pipe2,
+    // A snapshot directory is created during the build.
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
     libc::SYS_ioctl,
     libc::SYS_access,
     libc::SYS_mmap,
@@ -131,6 +177,10 @@ pub const RUN_SYSCALLS: &[i64] = &[
     libc::SYS_pwritev,
     libc::SYS_fdatasync,
     libc::SYS_fallocate,
+    // A snapshot: rewriting its files (opened during the build), and the
+    // disks' identity.
+    libc::SYS_ftruncate,
+    libc::SYS_fstat,
     libc::SYS_close,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,
@@ -246,6 +296,7 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     ioctls.extend([KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from));
     // virtio-net: the tap's offloads, set once the guest's driver is live.
     ioctls.push(libc::TUNSETOFFLOAD);
+    ioctls.extend(snapshot_ioctls());
     rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
     rules.insert(libc::SYS_mmap, no_exec(2)?);
     rules.insert(libc::SYS_mprotect, no_exec(2)?);
@@ -268,6 +319,7 @@ pub fn vcpu_filter() -> Result<BpfProgram, SeccompError> {
         1,
         &[KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from),
     )?;
+    ioctl.extend(one_of(1, &snapshot_ioctls())?);
     ioctl.extend(one_of(1, &[libc::TCSETS, libc::TCGETS])?);
     rules.insert(libc::SYS_ioctl, ioctl);
     // Debug builds of std check an fd is open before closing it (the vCPU

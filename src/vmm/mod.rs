@@ -11,7 +11,9 @@
 pub mod images;
 pub mod launch;
 pub mod report;
+pub mod restore;
 pub mod run;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,8 +29,11 @@ use crate::devices::legacy::SerialSetup;
 use crate::devices::manager::{DeviceError, DeviceManager};
 use crate::devices::output::{DEFAULT_CAPACITY, GuestOutput};
 use crate::exit::{self, ExitSignal};
+use crate::kvm::pause::Pause;
 use crate::kvm::vcpu::{Vcpu, VcpuSetup, base_cpuid};
 use crate::kvm::vm::{KvmError, Vm, kvm_err, max_vcpus, open_kvm};
+use crate::snapshot::SnapshotError;
+use crate::snapshot::files::SnapshotFiles;
 
 /// Why a VM could not be built or run. Each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,9 @@ pub enum VmmError {
     /// Something else the VM needs could not be set up.
     #[error("setting up {0}: {1}")]
     Setup(&'static str, String),
+    /// A snapshot cannot be written there, or cannot be restored.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl VmmError {
@@ -73,7 +81,8 @@ impl VmmError {
             VmmError::ImageFile(..)
             | VmmError::Image(..)
             | VmmError::Disk(_)
-            | VmmError::Net(_) => exit::EXIT_BAD_IMAGE,
+            | VmmError::Net(_)
+            | VmmError::Snapshot(_) => exit::EXIT_BAD_IMAGE,
             VmmError::Kvm(_)
             | VmmError::Devices(_)
             | VmmError::Setup(..)
@@ -98,6 +107,10 @@ pub struct Vmm {
     output: GuestOutput,
     boot_timer: Arc<BootTimer>,
     build_time: Duration,
+    /// Parks the vCPUs for a snapshot (kvm/pause.rs).
+    pause: Arc<Pause>,
+    /// The snapshot directory's files, opened during the build.
+    snapshot_files: Option<SnapshotFiles>,
 }
 
 impl Vmm {
@@ -127,6 +140,11 @@ impl Vmm {
             .map(|n| crate::devices::virtio::net::open_tap(n).map(|t| (t, n.mac)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(VmmError::Net)?;
+        // The snapshot directory too (no opens once the VM runs).
+        let snapshot_files = match &config.snapshot {
+            Some(plan) => Some(SnapshotFiles::create(&plan.dir)?),
+            None => None,
+        };
 
         // 3. The VM: memory slots, irqchip, PIT.
         let kvm = open_kvm()?;
@@ -188,6 +206,11 @@ impl Vmm {
         let vcpus = (0..config.vcpus)
             .map(|id| Vcpu::new(&vm, id, &setup))
             .collect::<Result<Vec<_>, _>>()?;
+        let pause = new_pause(&vm, supported_msrs.as_slice())?;
+        if config.snapshot.as_ref().is_some_and(|p| p.on_marker) {
+            let p = pause.clone();
+            boot_timer.on_first_user_space(Box::new(move || p.request()));
+        }
 
         Ok(Vmm {
             config: config.clone(),
@@ -198,13 +221,28 @@ impl Vmm {
             output,
             boot_timer,
             build_time: build_start.elapsed(),
+            pause,
+            snapshot_files,
         })
+    }
+
+    /// The configuration it was built (or restored) with.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
     }
 
     /// The devices of this VM.
     pub fn devices(&self) -> &DeviceManager {
         &self.devices
     }
+}
+
+/// The pause switch for snapshots, with what this host's vCPUs can save.
+fn new_pause(vm: &Vm, msrs: &[u32]) -> Result<Arc<Pause>, VmmError> {
+    let has_xcrs = vm.kvm().check_extension(kvm_ioctls::Cap::Xcrs);
+    Ok(Arc::new(
+        Pause::new(msrs.to_vec(), has_xcrs).map_err(setup_err("the pause eventfd"))?,
+    ))
 }
 
 /// A host that refuses the mapping (ENOMEM: out of memory or address

@@ -17,6 +17,7 @@ use crate::devices::output::DEFAULT_CAPACITY;
 use crate::devices::stdin::{StdinForwarder, StdinSource};
 use crate::exit::{ExitSignal, VmEnd};
 use crate::host::process;
+use crate::kvm::pause::Pause;
 use crate::kvm::vcpu_handles::VcpuHandles;
 use crate::seccomp::Sandbox;
 use crate::signals;
@@ -43,6 +44,9 @@ impl Vmm {
         if let Some(sig) = signals::pending() {
             self.exit.request(VmEnd::Signal(sig));
         }
+        if self.config.snapshot.as_ref().is_some_and(|p| !p.on_marker) {
+            signals::install_snapshot_signal().map_err(setup_err("the SIGUSR1 handler"))?;
+        }
         let terminal = match self.config.console {
             ConsoleKind::None => None,
             _ => RawTerminal::enter(),
@@ -65,6 +69,7 @@ impl Vmm {
             std::mem::take(&mut self.vcpus),
             self.devices.buses(),
             self.exit.clone(),
+            self.pause.clone(),
             self.config.sandbox,
         )
         .map_err(setup_err("a vCPU thread"))?;
@@ -77,7 +82,7 @@ impl Vmm {
             }
         }
 
-        if let Err(e) = self.event_loop(&mut events, pvm) {
+        if let Err(e) = self.event_loop(&mut events, pvm, &vcpus) {
             self.exit
                 .request(VmEnd::KvmCall(format!("event loop: {e}")));
         }
@@ -186,6 +191,7 @@ impl Vmm {
     fn event_manager(&mut self, escape: bool) -> Result<Loop, event_manager::Error> {
         let mut manager: Loop = EventManager::new()?;
         manager.add_subscriber(Box::new(ExitWatcher(self.exit.clone())));
+        manager.add_subscriber(Box::new(PauseWatcher(self.pause.clone())));
         if let Some((target, drained)) = self.devices.take_console_input() {
             match StdinSource::open() {
                 Ok(source) => {
@@ -204,7 +210,12 @@ impl Vmm {
         Ok(manager)
     }
 
-    fn event_loop(&mut self, manager: &mut Loop, pvm: bool) -> Result<(), event_manager::Error> {
+    fn event_loop(
+        &mut self,
+        manager: &mut Loop,
+        pvm: bool,
+        vcpus: &VcpuHandles,
+    ) -> Result<(), event_manager::Error> {
         let loop_start = Instant::now();
         let mut console_checked = self.devices.virtio_console().is_none();
         while self.exit.reason().is_none() {
@@ -215,6 +226,12 @@ impl Vmm {
             }
             if let Some(sig) = signals::pending() {
                 self.exit.request(VmEnd::Signal(sig));
+            }
+            if signals::take_snapshot_request() && self.exit.reason().is_none() {
+                self.pause.request();
+            }
+            if self.pause.requested() && self.exit.reason().is_none() {
+                self.take_snapshot(vcpus);
             }
         }
         self.print_new_markers();
@@ -285,6 +302,18 @@ impl MutEventSubscriber for ExitWatcher {
     }
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
         let _ = self.0.event().read();
+    }
+}
+
+/// Wakes the loop when a pause (snapshot) is requested.
+struct PauseWatcher(Arc<Pause>);
+
+impl MutEventSubscriber for PauseWatcher {
+    fn init(&mut self, ops: &mut EventOps) {
+        let _ = ops.add(Events::new(self.0.wake_event(), EventSet::IN));
+    }
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.0.wake_event().read();
     }
 }
 

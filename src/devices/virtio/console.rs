@@ -383,6 +383,9 @@ pub fn terminal_size() -> Option<(u16, u16)> {
     (r == 0 && ws.ws_col > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
+#[path = "console_state.rs"]
+pub mod state;
+
 #[cfg(test)]
 #[path = "console_tests.rs"]
 mod tests;

@@ -347,6 +347,9 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
 #[path = "mmio_setup.rs"]
 mod setup;
 
+#[path = "mmio_state.rs"]
+pub mod state;
+
 #[cfg(test)]
 #[path = "mmio_tests.rs"]
 mod tests;

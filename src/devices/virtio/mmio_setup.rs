@@ -90,7 +90,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// of two within QueueNumMax, a ring is misaligned (2.7: descriptor
     /// table 16, available ring 2, used ring 4 bytes) or a ring is not
     /// entirely in guest RAM.
-    fn build_queue(&self, i: usize) -> Option<Queue> {
+    pub(super) fn build_queue(&self, i: usize) -> Option<Queue> {
         let r = self.regs[i];
         let mut q = Queue::new(self.device.queue_max_sizes()[i]).ok()?;
         q.try_set_size(r.num).ok()?;

@@ -144,6 +144,16 @@ impl DiskImage {
         &self.path
     }
 
+    /// The open image (a snapshot records its identity: crate::snapshot::disk).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Whether it was opened with O_DIRECT.
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+
     /// Reads (`write == false`: file -> guest) or writes (guest -> file)
     /// `segments` at byte `offset`, all of it or an error.
     pub fn transfer(
