@@ -76,3 +76,8 @@ fn cmdline_corpus_replays() {
 fn virtio_net_corpus_replays() {
     replay("virtio_net", fuzz_harness::virtio_net);
 }
+
+#[test]
+fn snapshot_state_corpus_replays() {
+    replay("snapshot_state", fuzz_harness::snapshot_state);
+}

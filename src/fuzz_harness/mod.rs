@@ -14,16 +14,20 @@
 //! - `block.rs`: `virtio_blk`, the virtio disk's request processing.
 //! - `net.rs`: `virtio_net`, the network device's transmit and receive
 //!   paths, with `MemBackend` standing in for the tap.
+//! - `snapshot.rs`: `snapshot_state`, the snapshot state parser and the
+//!   device-state restore.
 
 mod block;
 mod kernel;
 mod net;
+mod snapshot;
 mod text;
 mod virtio;
 
 pub use block::virtio_blk;
 pub use kernel::kernel_image;
 pub use net::{MemBackend, virtio_net};
+pub use snapshot::snapshot_state;
 pub use text::{cmdline, memory_size};
 pub use virtio::virtio_mmio;
 
