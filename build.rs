@@ -3,6 +3,12 @@
 //! the sources `#include` the shared headers), then `ld -T tiny.ld` of the
 //! objects in the order listed. The VMM embeds the result with
 //! `include_bytes!(env!("TINYVMM_TINY_GUEST"))`.
+//!
+//! Also builds the bundle guest's PID 1 (guest/init/, its own crate and
+//! workspace) with a nested `cargo build --release` for
+//! x86_64-unknown-linux-gnu with `+crt-static` (a static glibc binary: the
+//! guest has no libraries), in `target/guest-init/`; `TINYVMM_GUEST_INIT`
+//! names the result, which src/bundle/ embeds.
 
 use std::path::Path;
 use std::process::Command;
@@ -58,6 +64,58 @@ fn main() {
         .args(&objects));
 
     println!("cargo:rustc-env=TINYVMM_TINY_GUEST={}", elf.display());
+
+    build_guest_init(Path::new(&out_dir));
+}
+
+/// The nested build of guest/init. Its target directory is `target/guest-init`
+/// (shared by every profile of the outer build; OUT_DIR is
+/// `<target>/[<triple>/]<profile>/build/<package>/out`), else OUT_DIR.
+fn build_guest_init(out_dir: &Path) {
+    const MANIFEST: &str = "guest/init/Cargo.toml";
+    const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+    for file in [MANIFEST, "guest/init/Cargo.lock", "guest/init/src"] {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .filter(|t| t.join("CACHEDIR.TAG").exists() || t.join("debug").is_dir())
+        .map_or_else(|| out_dir.join("guest-init"), |t| t.join("guest-init"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--target",
+            TRIPLE,
+        ])
+        .args(["--manifest-path", MANIFEST])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The outer build's settings are not the guest's: no clippy or
+        // coverage wrapper, no sanitizer flags, no outer target dir.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_TARGET_") {
+            command.env_remove(key.as_ref());
+        }
+    }
+    run(&mut command);
+    let built = target_dir.join(TRIPLE).join("release/tinyvmm-guest-init");
+    let init = out_dir.join("guest-init");
+    std::fs::copy(&built, &init)
+        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), init.display()));
+    println!("cargo:rustc-env=TINYVMM_GUEST_INIT={}", init.display());
 }
 
 /// A `.S` missing from SOURCES would be left out of the link, and a `.h`
@@ -82,18 +140,20 @@ fn check_every_file_is_listed() {
     }
 }
 
-/// Runs a build tool; any failure stops the build with a message naming it.
+/// Runs a build tool (gcc and ld for the tiny guest, cargo for the bundle
+/// guest's init); any failure stops the build with a message naming it.
 fn run(command: &mut Command) {
     let tool = command.get_program().to_string_lossy().into_owned();
     let output = command.output().unwrap_or_else(|e| {
         panic!(
-            "building the tiny guest kernel (kernels/tiny/) needs `{tool}`, which could not be \
-             run: {e}. Install gcc and binutils (Debian: apt-get install gcc binutils)."
+            "building the tiny guest kernel (kernels/tiny/) or the bundle guest's init \
+             (guest/init/) needs `{tool}`, which could not be run: {e}. Install gcc and \
+             binutils (Debian: apt-get install gcc binutils)."
         )
     });
     if !output.status.success() {
         panic!(
-            "building the tiny guest kernel: `{tool}` failed ({}):\n{}",
+            "building a guest (kernels/tiny/ or guest/init/): `{tool}` failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );

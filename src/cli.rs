@@ -33,12 +33,15 @@ pub struct RunArgs {
     /// Device entries (virtio_mmio.device=...) are always appended.
     #[arg(long, value_name = "STRING")]
     pub cmdline: Option<String>,
-    /// Guest memory: MiB, or a size with a K, M or G suffix.
-    #[arg(long, default_value = "128M", value_name = "SIZE")]
-    pub memory: String,
-    /// Number of vCPUs.
-    #[arg(long, default_value = "1", value_name = "N")]
-    pub vcpus: u64,
+    /// Guest memory: MiB, or a size with a K, M or G suffix [default: 128M;
+    /// with --bundle: the org.tinyvmm.memory annotation, else
+    /// linux.resources.memory.limit + 64M, else 128M].
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Number of vCPUs [default: 1; with --bundle: the org.tinyvmm.vcpus
+    /// annotation, else 1].
+    #[arg(long, value_name = "N")]
+    pub vcpus: Option<u64>,
     /// Which device carries the guest console on stdin/stdout: the virtio
     /// console (hvc0), the 8250 (ttyS0), or neither.
     #[arg(long, value_enum, default_value = "virtio")]
@@ -104,16 +107,46 @@ pub struct RunArgs {
     #[arg(long, hide = true, value_name = "CALL@THREAD", num_args = 0..=1,
           default_missing_value = "getppid@vcpu")]
     pub seccomp_test_violation: Option<String>,
+    /// Run the process of the OCI bundle DIR (DIR/config.json, runtime-spec
+    /// 1.x) in a micro-VM whose root is the bundle's root.path, as `crun run
+    /// --bundle DIR` would run it in a container (docs/bundle.md). The
+    /// kernel defaults to the Linux guest kernels/build.sh built.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// With --bundle: kernel messages go to FILE (default: nowhere).
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub kernel_log: Option<PathBuf>,
+    /// With --bundle: seconds the workload has, after a SIGINT/SIGTERM
+    /// forwarded to it, before the VM is stopped (a second signal stops it
+    /// at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0,
+          value_parser = parse_seconds)]
+    pub stop_timeout: f64,
+    /// With --bundle: the container's id (accepted as crun and runc take
+    /// it; a VM needs no state directory).
+    #[arg(value_name = "ID", requires = "bundle")]
+    pub id: Option<String>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=86_400.0).contains(s))
+        .ok_or_else(|| format!("{text:?}: expected seconds between 0 and 86400"))
 }
 
 impl RunArgs {
     /// The `VmConfig` these options describe (not yet validated against KVM).
     pub fn to_config(&self) -> Result<VmConfig, ConfigError> {
-        let memory = config::parse_memory(&self.memory)?;
-        let vcpus = u8::try_from(self.vcpus)
+        let memory = match &self.memory {
+            Some(m) => config::parse_memory(m)?,
+            None => config::DEFAULT_MEMORY,
+        };
+        let vcpus_arg = self.vcpus.unwrap_or(1);
+        let vcpus = u8::try_from(vcpus_arg)
             .ok()
             .filter(|&n| (1..=config::MAX_VCPUS).contains(&n))
-            .ok_or(ConfigError::Vcpus(self.vcpus, config::MAX_VCPUS.into()))?;
+            .ok_or(ConfigError::Vcpus(vcpus_arg, config::MAX_VCPUS.into()))?;
         let cmdline = match &self.cmdline {
             Some(c) => c.clone(),
             None => {
@@ -163,6 +196,7 @@ impl RunArgs {
                 }),
                 (None, None) => None,
             },
+            bundle: None,
             sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {
                 (true, _) => crate::seccomp::Sandbox::Off,
                 (false, Some(v)) => crate::seccomp::Sandbox::Test(

@@ -24,6 +24,35 @@ pub fn kernel_dir_for(exe: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/kernels"))
 }
 
+/// The vmlinux `run --bundle` boots without `--kernel`, the first that
+/// exists of: `$TINYVMM_KERNEL_DIR/vmlinux`; `../kernels/vmlinux` from the
+/// directory of the executable `exe` (`target/release/tinyvmm` finds
+/// `target/kernels/vmlinux`); the newest `vmlinux` in build.sh's cache,
+/// `${XDG_CACHE_HOME:-~/.cache}/tinyvmm/kernels/*/`.
+pub fn default_vmlinux(exe: &Path) -> Option<PathBuf> {
+    let env = std::env::var_os(KERNEL_DIR_ENV).map(|d| PathBuf::from(d).join("vmlinux"));
+    let beside = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("kernels/vmlinux"));
+    if let Some(found) = env.into_iter().chain(beside).find(|p| p.is_file()) {
+        return Some(found);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
+        .join("tinyvmm/kernels");
+    std::fs::read_dir(cache)
+        .ok()?
+        .filter_map(|e| {
+            let p = e.ok()?.path().join("vmlinux");
+            Some((p.metadata().ok()?.modified().ok()?, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
 /// `kernel_dir_for` this running executable.
 pub fn kernel_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();

@@ -7,6 +7,8 @@
 
 /// Architecture support: guest layout, boot protocol, registers, CPUID, MP table.
 pub mod arch;
+/// `tinyvmm run --bundle`: an OCI bundle run as a micro-VM.
+pub mod bundle;
 /// `tinyvmm run`'s command line, turned into a `VmConfig`.
 pub mod cli;
 /// `VmConfig`: what to boot, as plain data, and its validation.

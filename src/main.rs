@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Boot a guest; its console is this process's stdin/stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Resume a VM saved with `run --snapshot-on-marker DIR` (or
     /// `--snapshot-dir DIR` and SIGUSR1).
     Restore(RestoreArgs),
@@ -56,7 +56,10 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Run(args) => tinyvmm::vmm::launch::run_command(&args, process_start),
+        Command::Run(args) => match args.bundle.clone() {
+            Some(dir) => tinyvmm::bundle::launch::run_command(&args, &dir, process_start),
+            None => tinyvmm::vmm::launch::run_command(&args, process_start),
+        },
         Command::Restore(args) => tinyvmm::snapshot::cli::restore_command(&args, process_start),
         Command::Compare { args } => exec_lab(args),
     };

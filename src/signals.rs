@@ -12,7 +12,7 @@
 //! the vCPU fd is borrowed.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use std::cell::Cell;
 
@@ -23,12 +23,14 @@ use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 static EXIT_FD: AtomicI32 = AtomicI32::new(-1);
 static PENDING: AtomicI32 = AtomicI32::new(0);
 static SNAPSHOT_WANTED: AtomicBool = AtomicBool::new(false);
+static COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// Signals that end the VM with 128+N.
 pub const EXIT_SIGNALS: [c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 extern "C" fn on_exit_signal(num: c_int, _info: *mut siginfo_t, _ctx: *mut c_void) {
     PENDING.store(num, Ordering::SeqCst);
+    COUNT.fetch_add(1, Ordering::SeqCst);
     let fd = EXIT_FD.load(Ordering::SeqCst);
     if fd >= 0 {
         let one: u64 = 1;
@@ -123,6 +125,12 @@ pub fn pending() -> Option<c_int> {
         0 => None,
         n => Some(n),
     }
+}
+
+/// How many exit signals arrived so far (`run --bundle` forwards the first
+/// to the workload and stops the VM on the second).
+pub fn count() -> u32 {
+    COUNT.load(Ordering::SeqCst)
 }
 
 /// Asks the kernel to send us SIGTERM when our parent dies, so no orphaned

@@ -240,8 +240,8 @@ impl DeviceManager {
         mem: &GuestMemoryMmap,
         output: &GuestOutput,
     ) -> Result<(), DeviceError> {
-        let size = virtio_console::terminal_size();
-        self.attach_virtio_console_sized(vm, mem, output, size)
+        self.attach_virtio_console_port(vm, mem, output, true, virtio_console::terminal_size())
+            .map(drop)
     }
 
     /// The same with a given terminal size (a restore offers the saved one).
@@ -252,6 +252,21 @@ impl DeviceManager {
         output: &GuestOutput,
         size: Option<(u16, u16)>,
     ) -> Result<(), DeviceError> {
+        self.attach_virtio_console_port(vm, mem, output, true, size)
+            .map(drop)
+    }
+
+    /// A virtio console on `output`; stdin feeds it when `stdin` is true.
+    /// `run --bundle` adds a second one (hvc1) for the workload's stderr,
+    /// whose input carries the VMM's control lines. Returns its transport.
+    pub fn attach_virtio_console_port(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+        output: &GuestOutput,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<VirtioConsole, DeviceError> {
         const WHAT: &str = "the virtio console";
         let console = Console::new(output.handle(), size)
             .map_err(|e| DeviceError::Device(WHAT, e.to_string()))?;
@@ -267,14 +282,16 @@ impl DeviceManager {
             base,
             gsi,
         } = self.attach_virtio(WHAT, vm, mem, console, events)?;
-        let input: Arc<Mutex<dyn ConsoleInput>> = transport.clone();
-        self.console_input = Some((input, drained));
+        if stdin {
+            let input: Arc<Mutex<dyn ConsoleInput>> = transport.clone();
+            self.console_input = Some((input, drained));
+        }
         self.virtio.push(VirtioSlot {
             base,
             gsi,
-            handle: VirtioHandle::Console(transport),
+            handle: VirtioHandle::Console(transport.clone()),
         });
-        Ok(())
+        Ok(transport)
     }
 
     /// A virtio disk on the image `disk` (opened and locked by the caller,

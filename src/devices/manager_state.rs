@@ -114,6 +114,12 @@ impl DeviceManager {
                         VirtioKindSnapshot::Console(c.device().save_state()),
                     )
                 }
+                VirtioHandle::Net(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "a virtio-net device has no saved state yet",
+                    ));
+                }
                 VirtioHandle::Block(b) => {
                     let b = lock(b);
                     (

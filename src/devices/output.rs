@@ -111,7 +111,12 @@ pub struct OutputHandle {
 impl GuestOutput {
     /// Output to the process's stdout.
     pub fn stdout() -> io::Result<Self> {
-        Self::new(Box::new(RawStdout), DEFAULT_CAPACITY)
+        Self::new(Box::new(RawFdWriter(1)), DEFAULT_CAPACITY)
+    }
+
+    /// Output to the process's stderr (`run --bundle`: the workload's stderr).
+    pub fn stderr() -> io::Result<Self> {
+        Self::new(Box::new(RawFdWriter(2)), DEFAULT_CAPACITY)
     }
 
     /// Output to any writer, through a buffer of `capacity` bytes.
@@ -309,12 +314,13 @@ fn write_loop(shared: &Shared, mut sink: Box<dyn Write + Send>) {
 /// whose buffered bytes would count as written although a closed or
 /// stalled stdout never takes them. Every byte counted has been taken by
 /// write(2).
-struct RawStdout;
+struct RawFdWriter(libc::c_int);
 
-impl Write for RawStdout {
+impl Write for RawFdWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: write(2) reads `buf.len()` bytes from a live slice.
-        let n = unsafe { libc::write(1, buf.as_ptr().cast(), buf.len()) };
+        // SAFETY: write(2) reads `buf.len()` bytes from a live slice; the
+        // fd is 1 or 2, which the process keeps open.
+        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {

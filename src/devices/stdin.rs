@@ -96,7 +96,13 @@ pub struct StdinForwarder {
     paused: bool,
     eof: bool,
     escape: Option<(Escape, Arc<ExitSignal>)>,
+    /// Bytes given to the device so far, and who is told at end of input.
+    pushed: u64,
+    on_eof: Option<EofHook>,
 }
+
+/// Called once when stdin ends, with the number of bytes forwarded.
+pub type EofHook = Box<dyn FnMut(u64) + Send>;
 
 impl StdinForwarder {
     /// Forwards `source` to `target`; `drained` fires when `target` has room again.
@@ -112,7 +118,16 @@ impl StdinForwarder {
             paused: false,
             eof: false,
             escape: None,
+            pushed: 0,
+            on_eof: None,
         }
+    }
+
+    /// Tells `hook` how many bytes went to the guest when stdin ends
+    /// (`run --bundle` passes it on, so the workload sees end of input).
+    pub fn with_eof_hook(mut self, hook: EofHook) -> Self {
+        self.on_eof = Some(hook);
+        self
     }
 
     /// Takes Ctrl-A commands out of the input (`super::escape`): for a
@@ -145,10 +160,14 @@ impl StdinForwarder {
             Ok(0) | Err(_) => {
                 let _ = ops.remove(self.stdin_events());
                 self.eof = true;
+                if let Some(mut hook) = self.on_eof.take() {
+                    drop(target);
+                    hook(self.pushed);
+                }
             }
             Ok(n) => match &mut self.escape {
                 None => {
-                    target.push(&buf[..n]);
+                    self.pushed += target.push(&buf[..n]) as u64;
                 }
                 Some((escape, exit)) => {
                     let mut keep = Vec::with_capacity(n);
@@ -158,7 +177,7 @@ impl StdinForwarder {
                             EscapeAction::Help => crate::say!("{HELP}"),
                         }
                     }
-                    target.push(&keep);
+                    self.pushed += target.push(&keep) as u64;
                 }
             },
         }

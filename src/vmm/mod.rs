@@ -7,7 +7,9 @@
 //! - `run.rs`: vCPU threads, the event loop, the ending.
 //! - `report.rs`: what a run measured, and what `run` prints about it.
 //! - `launch.rs`: the `tinyvmm run` command: sandbox, build, run, report.
+//! - `bundle_io.rs`: `run --bundle`'s consoles and control channel.
 
+pub mod bundle_io;
 pub mod images;
 pub mod launch;
 pub mod report;
@@ -111,6 +113,7 @@ pub struct Vmm {
     pause: Arc<Pause>,
     /// The snapshot directory's files, opened during the build.
     snapshot_files: Option<SnapshotFiles>,
+    bundle: Option<bundle_io::BundleIo>,
 }
 
 impl Vmm {
@@ -162,7 +165,10 @@ impl Vmm {
         // 4. Devices on the buses, owned by the device manager.
         let exit = Arc::new(ExitSignal::new().map_err(setup_err("the exit eventfd"))?);
         let boot_timer = BootTimer::new(process_start, build_start, config.boot_timer);
-        let output = guest_output(config.console)?;
+        let output = match &config.bundle {
+            Some(mode) => bundle_io::kernel_output(mode)?,
+            None => guest_output(config.console)?,
+        };
         let mut devices = DeviceManager::new();
         let serial = match (config.serial, config.console) {
             (false, _) => SerialSetup::Absent,
@@ -170,9 +176,20 @@ impl Vmm {
             (true, _) => SerialSetup::Output,
         };
         devices.attach_legacy_devices(vm.fd(), serial, &exit, &boot_timer, &output)?;
-        if config.console == ConsoleKind::Virtio {
-            devices.attach_virtio_console(vm.fd(), vm.memory(), &output)?;
-        }
+        let bundle = match &config.bundle {
+            Some(mode) => Some(bundle_io::BundleIo::attach(
+                mode,
+                &mut devices,
+                vm.fd(),
+                vm.memory(),
+            )?),
+            None => {
+                if config.console == ConsoleKind::Virtio {
+                    devices.attach_virtio_console(vm.fd(), vm.memory(), &output)?;
+                }
+                None
+            }
+        };
         for disk in disks {
             devices.attach_virtio_block(vm.fd(), vm.memory(), disk)?;
         }
@@ -223,6 +240,7 @@ impl Vmm {
             build_time: build_start.elapsed(),
             pause,
             snapshot_files,
+            bundle,
         })
     }
 

@@ -74,7 +74,9 @@ pub struct RunReport {
 
 /// What `run` says on stderr about one finished VM.
 pub fn print_report(config: &VmConfig, report: &RunReport) {
-    if let Some(msg) = report.exit.describe() {
+    // A bundle's workload status (0-255) is the exit code itself.
+    let bundle_status = config.bundle.is_some() && matches!(report.exit, VmEnd::GuestStatus(_));
+    if let Some(msg) = report.exit.describe().filter(|_| !bundle_status) {
         say!("tinyvmm: {msg}");
     }
     let out = report.output;

@@ -202,6 +202,7 @@ impl Vmm {
             build_time: build_start.elapsed(),
             pause,
             snapshot_files: None,
+            bundle: None,
         })
     }
 }

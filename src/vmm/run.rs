@@ -47,8 +47,11 @@ impl Vmm {
         if self.config.snapshot.as_ref().is_some_and(|p| !p.on_marker) {
             signals::install_snapshot_signal().map_err(setup_err("the SIGUSR1 handler"))?;
         }
-        let terminal = match self.config.console {
-            ConsoleKind::None => None,
+        let terminal = match (self.config.console, &self.config.bundle) {
+            (ConsoleKind::None, _) => None,
+            // A bundle's workload without a terminal reads stdin as it is,
+            // and Ctrl-C stays a signal (forwarded), as under crun.
+            (_, Some(b)) if !b.terminal => None,
             _ => RawTerminal::enter(),
         };
         // Everything that opens files or makes fds and threads happens now,
@@ -110,6 +113,9 @@ impl Vmm {
             _ => OUTPUT_DRAIN_TIMEOUT,
         };
         let output = self.output.finish(drain);
+        if let Some(b) = self.bundle.take() {
+            b.finish(drain);
+        }
         let mut exit = self.exit.reason().unwrap_or(VmEnd::Reset);
         if exit == VmEnd::Reset && output.panic_seen {
             exit = VmEnd::Panic;
@@ -199,6 +205,12 @@ impl Vmm {
                     if escape {
                         forwarder = forwarder.with_escape(self.exit.clone());
                     }
+                    if let Some(b) = &self.bundle {
+                        let control = b.control.clone();
+                        forwarder = forwarder.with_eof_hook(Box::new(move |n| {
+                            lock(&control).send(&format!("eof {n}\n"));
+                        }));
+                    }
                     manager.add_subscriber(Box::new(forwarder));
                 }
                 Err(e) => crate::say!("tinyvmm: warning: stdin is not forwarded to the guest: {e}"),
@@ -224,8 +236,13 @@ impl Vmm {
             if !console_checked {
                 console_checked = self.check_console_started(loop_start, pvm, false);
             }
-            if let Some(sig) = signals::pending() {
-                self.exit.request(VmEnd::Signal(sig));
+            match &self.bundle {
+                Some(b) => b.tick(&self.boot_timer, &self.exit),
+                None => {
+                    if let Some(sig) = signals::pending() {
+                        self.exit.request(VmEnd::Signal(sig));
+                    }
+                }
             }
             if signals::take_snapshot_request() && self.exit.reason().is_none() {
                 self.pause.request();
