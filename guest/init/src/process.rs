@@ -91,6 +91,7 @@ struct Exec {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     not_found: Vec<u8>,
+    denied: Vec<u8>,
     no_cwd: Vec<u8>,
 }
 
@@ -110,7 +111,9 @@ fn prepare(s: &Settings) -> Exec {
     };
     let mut env = s.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", home_of(s.uid)));
+        if let Some(home) = home_of(s.uid) {
+            env.push(format!("HOME={home}"));
+        }
     }
     let argv: Vec<CString> = s.args.iter().map(|a| cstr(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| cstr(e)).collect();
@@ -130,6 +133,7 @@ fn prepare(s: &Settings) -> Exec {
             "tinyvmm: executable file `{arg0}` not found in $PATH: No such file or directory\n"
         )
         .into_bytes(),
+        denied: format!("tinyvmm: executable file `{arg0}`: Permission denied\n").into_bytes(),
         no_cwd: format!(
             "tinyvmm: chdir to cwd `{}` set in config.json failed\n",
             s.cwd
@@ -139,14 +143,14 @@ fn prepare(s: &Settings) -> Exec {
 }
 
 /// HOME as crun sets it when the config has none: the user's entry in
-/// /etc/passwd, else `/`.
-fn home_of(uid: u32) -> String {
+/// the root's /etc/passwd, else none.
+fn home_of(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > 5 && f[2].parse() == Ok(uid))
-        .map_or("/".into(), |f| f[5].to_string())
+        .map(|f| f[5].to_string())
 }
 
 /// How the workload ended, as a status 0-255 (signal N: 128+N).
@@ -374,9 +378,11 @@ fn child(s: &Settings, e: &Exec, fds: [RawFd; 3]) -> ! {
         if s.no_new_privileges {
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         }
+        let mut denied = false;
         for c in &e.candidates {
             libc::execve(c.as_ptr(), e.argv_ptrs.as_ptr(), e.envp_ptrs.as_ptr());
+            denied |= *libc::__errno_location() == libc::EACCES;
         }
-        fail(&e.not_found)
+        fail(if denied { &e.denied } else { &e.not_found })
     }
 }
