@@ -52,10 +52,14 @@ pub fn build(s: &Settings) -> Result<(), String> {
     }
     let ro = libc::MS_RDONLY;
     mount("/dev/vda", LOWER, "ext4", ro, "")?;
-    let points_exist = s
-        .mounts
-        .iter()
-        .all(|m| std::fs::metadata(format!("{LOWER}{}", m.dest)).is_ok_and(|d| d.is_dir()));
+    // A mount point must exist in the image, or lie in an earlier mount
+    // (/dev/pts in a tmpfs /dev), where it can be made.
+    let points_exist = s.mounts.iter().enumerate().all(|(i, m)| {
+        std::fs::metadata(format!("{LOWER}{}", m.dest)).is_ok_and(|d| d.is_dir())
+            || s.mounts[..i]
+                .iter()
+                .any(|e| e.fstype == "tmpfs" && m.dest.starts_with(&format!("{}/", e.dest)))
+    });
     let overlay = !s.readonly || !points_exist;
     if overlay {
         mount("tmpfs", RW, "tmpfs", 0, "mode=0755")?;
