@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, HIMEM_START};
 
+#[path = "config_devices.rs"]
+mod devices;
+pub use devices::{parse_disk, parse_net};
+
 /// The default command line when `--cmdline` is not given; the console
 /// option and device entries (`virtio_mmio.device=`) are appended to it.
 /// `reboot=k`: reboot through the i8042 reset (there is no ACPI);
@@ -205,56 +209,6 @@ impl VmConfig {
         }
         validate_cmdline(&self.cmdline)
     }
-}
-
-/// Parses one `--disk path=FILE[,readonly=on|off][,direct=on|off][,id=NAME]`.
-pub fn parse_disk(
-    text: &str,
-) -> Result<crate::devices::virtio::block::disk::DiskConfig, ConfigError> {
-    let o = crate::options::Options::parse("--disk", text, &["path", "readonly", "direct", "id"])
-        .map_err(ConfigError::Path)?;
-    Ok(crate::devices::virtio::block::disk::DiskConfig {
-        path: o.required("path").map_err(ConfigError::Path)?.into(),
-        readonly: o.on_off("readonly", false).map_err(ConfigError::Path)?,
-        direct: o.on_off("direct", false).map_err(ConfigError::Path)?,
-        id: match o.get("id") {
-            Some(id) if id.len() > crate::devices::virtio::block::disk::ID_BYTES => {
-                return Err(ConfigError::Path(format!(
-                    "--disk {text:?}: id {id:?} is longer than 20 bytes (virtio-blk's serial)"
-                )));
-            }
-            id => id.map(str::to_string),
-        },
-    })
-}
-
-/// Parses one `--net tap=NAME[,mac=MAC]` or `--net ip=ADDR/PREFIX[,mac=MAC]`.
-pub fn parse_net(text: &str) -> Result<crate::devices::virtio::net::NetConfig, ConfigError> {
-    use crate::devices::virtio::net::{NetBackendConfig, NetConfig, parse_mac};
-    let bad = |why: String| ConfigError::Path(format!("--net {text:?}: {why}"));
-    let o = crate::options::Options::parse("--net", text, &["tap", "ip", "mac"])
-        .map_err(ConfigError::Path)?;
-    let backend = match (o.get("tap"), o.get("ip")) {
-        (Some(name), None) if !name.is_empty() && name.len() < 16 => {
-            NetBackendConfig::Tap(name.to_string())
-        }
-        (Some(_), None) => return Err(bad("tap= takes an interface name of 1 to 15 bytes".into())),
-        (None, Some(ip)) => {
-            let (addr, prefix) = ip
-                .split_once('/')
-                .and_then(|(a, p)| Some((a.parse().ok()?, p.parse::<u8>().ok()?)))
-                .filter(|&(_, p)| (1..=30).contains(&p))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "ip={ip:?}: expected ADDR/PREFIX such as 10.0.2.1/24 (prefix 1 to 30)"
-                    ))
-                })?;
-            NetBackendConfig::Create { addr, prefix }
-        }
-        _ => return Err(bad("give exactly one of tap=NAME or ip=ADDR/PREFIX".into())),
-    };
-    let mac = o.get("mac").map(parse_mac).transpose().map_err(bad)?;
-    Ok(NetConfig { backend, mac })
 }
 
 /// Parses `--memory`: a number of MiB, or a number with a K, M or G suffix

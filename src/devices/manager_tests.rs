@@ -10,6 +10,7 @@ use super::*;
 use crate::arch::x86_64::layout::{self, IRQ_MAX, VIRTIO_FIRST_IRQ, VIRTIO_MMIO_START, ports};
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::legacy::SerialSetup;
+use crate::devices::output::GuestOutput;
 use crate::exit::ExitSignal;
 
 /// Records what a VM would have been asked to wire.
