@@ -146,6 +146,11 @@ impl BootTimer {
         crate::sync::lock(&self.marks).first.clone()
     }
 
+    /// Wall time since `main` started.
+    pub fn since_process_start(&self) -> Duration {
+        self.process_start.elapsed()
+    }
+
     /// Marker writes in all, first ones included.
     pub fn writes(&self) -> u64 {
         crate::sync::lock(&self.marks).writes

@@ -59,6 +59,9 @@ pub struct RunReport {
     pub run_time: Duration,
     /// Process CPU time (user + system) just before the first `KVM_RUN`.
     pub cpu_to_first_run: Duration,
+    /// Wall time from `main` to the vCPU threads' start (for a restore:
+    /// to the restored guest's first instruction).
+    pub wall_to_first_run: Duration,
     /// Resident memory at the VM's end: guest RAM touched, and the VMM's own
     /// (measured only with `--stats`; zero otherwise).
     pub resident: Resident,
@@ -96,10 +99,11 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
     if config.stats {
         say!("{}", report.stats.report().trim_end());
         say!(
-            "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms",
+            "tinyvmm: build {:.3} ms, run {:.3} ms, CPU time before the first KVM_RUN {:.3} ms, wall time {:.3} ms",
             report.build_time.as_secs_f64() * 1e3,
             report.run_time.as_secs_f64() * 1e3,
-            report.cpu_to_first_run.as_secs_f64() * 1e3
+            report.cpu_to_first_run.as_secs_f64() * 1e3,
+            report.wall_to_first_run.as_secs_f64() * 1e3
         );
         say!(
             "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",

@@ -68,6 +68,7 @@ impl Vmm {
         let pvm = crate::host::kvm_emulates_guest_kernel();
 
         let cpu_to_first_run = process::process_cpu_time();
+        let wall_to_first_run = self.boot_timer.since_process_start();
         let vcpus = VcpuHandles::start(
             std::mem::take(&mut self.vcpus),
             self.devices.buses(),
@@ -132,6 +133,7 @@ impl Vmm {
             build_time: self.build_time,
             run_time: run_start.elapsed(),
             cpu_to_first_run,
+            wall_to_first_run,
             resident,
             guest_ram: GuestRam(self.vm.memory().clone()),
             disks: self

@@ -58,7 +58,10 @@ impl Prepared {
             None => "not an ELF file we could read",
         };
         match self.id {
-            PathId::TinyvmmTiny | PathId::TinyvmmLinux => format!(
+            PathId::TinyvmmTiny
+            | PathId::TinyvmmLinux
+            | PathId::TinyvmmTinyRestored
+            | PathId::TinyvmmLinuxRestored => format!(
                 "{linking}; the VMM alone, with the tiny guest embedded ({} KiB); the lab is in tinyvmm-lab",
                 crate::tiny_guest::ELF.len() >> 10
             ),

@@ -166,6 +166,8 @@ fn ratios(report: &Report, what: &str, value: fn(&PathResult) -> Option<f64>) ->
         PathId::Runc,
         PathId::QemuLinux,
         PathId::TinyvmmLinux,
+        PathId::TinyvmmTinyRestored,
+        PathId::TinyvmmLinuxRestored,
     ];
     let vals: Vec<(&str, f64)> = order
         .iter()

@@ -14,6 +14,7 @@ pub mod host;
 pub mod markdown;
 pub mod paths;
 pub mod plot;
+pub mod restored;
 pub mod results;
 pub mod summary;
 pub mod workload;

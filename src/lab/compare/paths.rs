@@ -1,4 +1,4 @@
-//! The five ways `tinyvmm compare` runs the workload, and how to launch
+//! The seven ways `tinyvmm compare` runs the workload, and how to launch
 //! each. A path that cannot run here is `Err(reason)`, and that reason
 //! goes into the report.
 
@@ -27,16 +27,22 @@ pub enum PathId {
     Crun,
     /// runc running the same rootfs as an OCI container.
     Runc,
+    /// tinyvmm restoring the tiny guest saved at its marker (restored.rs).
+    TinyvmmTinyRestored,
+    /// tinyvmm restoring Linux saved at its warm ready point (restored.rs).
+    TinyvmmLinuxRestored,
 }
 
 impl PathId {
     /// Every path, in report order.
-    pub const ALL: [PathId; 5] = [
+    pub const ALL: [PathId; 7] = [
         PathId::TinyvmmTiny,
         PathId::TinyvmmLinux,
         PathId::QemuLinux,
         PathId::Crun,
         PathId::Runc,
+        PathId::TinyvmmTinyRestored,
+        PathId::TinyvmmLinuxRestored,
     ];
 
     /// The column heading.
@@ -47,13 +53,18 @@ impl PathId {
             PathId::QemuLinux => "QEMU microvm + Linux",
             PathId::Crun => "crun",
             PathId::Runc => "runc",
+            PathId::TinyvmmTinyRestored => "tinyvmm + tiny guest (restored)",
+            PathId::TinyvmmLinuxRestored => "tinyvmm + Linux (restored)",
         }
     }
 
     /// Whether this path boots a Linux guest (slow where guest kernel mode
     /// is emulated).
     pub fn is_linux(self) -> bool {
-        matches!(self, PathId::TinyvmmLinux | PathId::QemuLinux)
+        matches!(
+            self,
+            Self::TinyvmmLinux | Self::QemuLinux | Self::TinyvmmLinuxRestored
+        )
     }
 
     /// Whether this path is a virtual machine.
@@ -82,7 +93,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn linux_cmdline(&self) -> String {
+    pub(super) fn linux_cmdline(&self) -> String {
         let mut c = format!("console=ttyS0 {}", crate::config::DEFAULT_CMDLINE);
         if self.pvm {
             // The same options tinyvmm's `minimal` template adds (it adds
@@ -344,6 +355,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
                 image,
             })
         }
+        _ => super::restored::prepare(id, ctx),
     }
 }
 
@@ -354,7 +366,8 @@ mod tests {
     #[test]
     fn linux_paths_and_vm_paths_are_told_apart() {
         let linux: Vec<_> = PathId::ALL.into_iter().filter(|p| p.is_linux()).collect();
-        assert_eq!(linux, [PathId::TinyvmmLinux, PathId::QemuLinux]);
+        assert_eq!(linux[..2], [PathId::TinyvmmLinux, PathId::QemuLinux]);
+        assert_eq!(linux[2..], [PathId::TinyvmmLinuxRestored]);
         assert!(PathId::TinyvmmTiny.is_vm() && !PathId::Runc.is_vm());
     }
 

@@ -19,6 +19,8 @@ fn short(id: PathId) -> &'static str {
         PathId::QemuLinux => "QEMU+Linux",
         PathId::Crun => "crun",
         PathId::Runc => "runc",
+        PathId::TinyvmmTinyRestored => "tinyvmm+tiny (restored)",
+        PathId::TinyvmmLinuxRestored => "tinyvmm+Linux (restored)",
     }
 }
 

@@ -212,8 +212,12 @@ pub fn isolation(
         _ => "unknown".to_string(),
     };
     let kernel = match id {
-        PathId::TinyvmmTiny => "its own (tiny guest kernel)".to_string(),
-        PathId::TinyvmmLinux | PathId::QemuLinux => "its own (guest Linux, vmlinux)".to_string(),
+        PathId::TinyvmmTiny | PathId::TinyvmmTinyRestored => {
+            "its own (tiny guest kernel)".to_string()
+        }
+        PathId::TinyvmmLinux | PathId::QemuLinux | PathId::TinyvmmLinuxRestored => {
+            "its own (guest Linux, vmlinux)".to_string()
+        }
         PathId::Crun | PathId::Runc => format!("the host's (Linux {host_kernel})"),
     };
     let boundary = if id.is_vm() {
