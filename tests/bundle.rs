@@ -58,8 +58,7 @@ impl Drop for Bundle {
     }
 }
 
-/// A config.json as `crun spec` writes it, minus capabilities (which a VM
-/// does not honour: see docs/bundle.md), with `process` and `readonly`.
+/// A config.json as `crun spec` writes it, with `process` and `readonly`.
 fn config(process: Value, readonly: bool) -> Value {
     json!({
         "ociVersion": "1.0.2",
@@ -89,13 +88,19 @@ fn config(process: Value, readonly: bool) -> Value {
     })
 }
 
+/// What `crun spec` gives a process.
+const CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
 fn process(args: &[&str], uid: u32, gid: u32, groups: &[u32], cwd: &str) -> Value {
     json!({
         "terminal": false,
         "user": {"uid": uid, "gid": gid, "additionalGids": groups},
         "args": args,
         "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hello  world", "UNI=ünï ✓"],
-        "cwd": cwd
+        "cwd": cwd,
+        "capabilities": {
+            "bounding": CAPS, "effective": CAPS, "inheritable": [], "permitted": CAPS, "ambient": CAPS
+        }
     })
 }
 
@@ -190,6 +195,7 @@ fn the_same_bundles_give_the_same_output_and_status_under_crun_and_tinyvmm() {
     // spaces, quotes and non-ASCII, the environment, cwd, hostname,
     // stderr, a failed write and a non-zero status.
     let script = r#"env | sort; id; hostname; pwd
+grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status
 for a in "$@"; do echo "[$a]"; done
 echo to-stderr >&2
 touch /ro-write; echo "ro write: $?"
@@ -217,7 +223,8 @@ exit 3"#;
         true,
     );
     // root, a writable root, stdin to its end.
-    let script = "echo written > /new-file && cat /new-file; ls -l /new-file | wc -l; \
+    let script = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; \
+                  echo written > /new-file && cat /new-file; ls -l /new-file | wc -l; \
                   cat; echo \"stdin ended\"; id -u";
     let rw = Bundle::new(
         "rw",
@@ -277,8 +284,14 @@ exit 3"#;
     assert_eq!(vms[0].status, Some(3));
     assert!(String::from_utf8_lossy(&vms[0].stderr).contains("Read-only file system"));
     let rw_out = String::from_utf8_lossy(&vms[1].stdout);
+    // crun's default capability set (AUDIT_WRITE, KILL, NET_BIND_SERVICE).
     assert!(
-        rw_out.starts_with("written\n1\nline one\nline two é\nstdin ended\n0\n"),
+        rw_out.contains("CapEff:\t0000000020000420\n"),
+        "{}",
+        show(&vms[1])
+    );
+    assert!(
+        rw_out.ends_with("written\n1\nline one\nline two é\nstdin ended\n0\n"),
         "{}",
         show(&vms[1])
     );

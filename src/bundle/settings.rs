@@ -33,6 +33,9 @@ pub fn encode(spec: &Spec) -> Result<Vec<u8>, BundleError> {
     }
     put("terminal", if p.terminal { "1" } else { "0" });
     put("nonewprivs", if p.no_new_privileges { "1" } else { "0" });
+    if let Some(caps) = &p.capabilities {
+        put("caps", &capability_masks(caps)?);
+    }
     for r in &p.rlimits {
         let res = rlimit_resource(&r.kind).ok_or_else(|| {
             BundleError::config(format!("process.rlimits: unknown type {:?}", r.kind))
@@ -72,6 +75,86 @@ pub fn encode(spec: &Spec) -> Result<Vec<u8>, BundleError> {
         }
     }
     Ok(out)
+}
+
+/// Capability names in number order (linux/capability.h, up to
+/// CAP_CHECKPOINT_RESTORE = 40).
+const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// `process.capabilities` as five masks, "bounding effective permitted
+/// inheritable ambient" (a set that is absent is empty, as in crun).
+fn capability_masks(caps: &serde_json::Value) -> Result<String, BundleError> {
+    let mut masks = Vec::new();
+    for set in [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ] {
+        let mut mask = 0u64;
+        for name in caps
+            .get(set)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap_or("");
+            let bit = name
+                .strip_prefix("CAP_")
+                .and_then(|n| CAPABILITIES.iter().position(|c| *c == n))
+                .ok_or_else(|| {
+                    BundleError::config(format!(
+                        "process.capabilities.{set}: unknown capability {name:?}"
+                    ))
+                })?;
+            mask |= 1 << bit;
+        }
+        masks.push(mask.to_string());
+    }
+    Ok(masks.join(" "))
 }
 
 /// `RLIMIT_*` by its runtime-spec name.
@@ -149,6 +232,20 @@ mod tests {
         let (f, d) = o(&["ro", "rw", "rprivate", "nodev"]);
         assert_eq!(f, libc::MS_NODEV);
         assert_eq!(d, "");
+    }
+
+    #[test]
+    fn capabilities_become_masks() {
+        let caps = serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_CHECKPOINT_RESTORE"],
+            "effective": ["CAP_KILL"]
+        });
+        assert_eq!(
+            capability_masks(&caps).unwrap(),
+            format!("{} 32 0 0 0", 1u64 | 32 | 1 << 40)
+        );
+        let bad = serde_json::json!({"bounding": ["CAP_FLY"]});
+        assert_eq!(capability_masks(&bad).unwrap_err().code, 125);
     }
 
     #[test]

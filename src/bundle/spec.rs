@@ -214,11 +214,6 @@ impl Spec {
         let p = self.process();
         let mut checks: Vec<(bool, String)> = vec![
             (
-                p.capabilities.is_some(),
-                "process.capabilities (the workload has every capability its uid has in the guest)"
-                    .into(),
-            ),
-            (
                 p.apparmor_profile.is_some(),
                 "process.apparmorProfile".into(),
             ),

@@ -14,6 +14,7 @@
 //! line on stderr (hvc1, else the kernel log) and status 1, as crun's own
 //! failures in `crun run`.
 
+mod exec;
 mod process;
 mod root;
 mod settings;

@@ -7,7 +7,6 @@
 //! N bytes went through). With `process.terminal` hvc0 is the workload's
 //! controlling terminal, for all three.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -15,7 +14,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::settings::Settings;
-use crate::sys::{check, cstr};
+use crate::sys::check;
 
 /// The workload's pid, for the control thread (0 before it starts).
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -78,81 +77,6 @@ fn pipe() -> Result<(File, File), String> {
     Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }
 
-/// Everything the child needs, prepared before fork (after it, only
-/// async-signal-safe calls).
-struct Exec {
-    /// Own the strings `argv_ptrs` and `envp_ptrs` point into.
-    _argv: Vec<CString>,
-    _envp: Vec<CString>,
-    candidates: Vec<CString>,
-    cwd: CString,
-    /// NULL-terminated pointer arrays into `argv` and `envp` (a CString's
-    /// bytes stay put when the vector moves).
-    argv_ptrs: Vec<*const libc::c_char>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    not_found: Vec<u8>,
-    denied: Vec<u8>,
-    no_cwd: Vec<u8>,
-}
-
-fn prepare(s: &Settings) -> Exec {
-    let path = s
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let arg0 = &s.args[0];
-    let candidates = if arg0.contains('/') {
-        vec![cstr(arg0)]
-    } else {
-        path.split(':')
-            .map(|d| cstr(&format!("{}/{arg0}", if d.is_empty() { "." } else { d })))
-            .collect()
-    };
-    let mut env = s.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        if let Some(home) = home_of(s.uid) {
-            env.push(format!("HOME={home}"));
-        }
-    }
-    let argv: Vec<CString> = s.args.iter().map(|a| cstr(a)).collect();
-    let envp: Vec<CString> = env.iter().map(|e| cstr(e)).collect();
-    let ptrs = |v: &[CString]| {
-        let mut p: Vec<*const libc::c_char> = v.iter().map(|c| c.as_ptr()).collect();
-        p.push(std::ptr::null());
-        p
-    };
-    Exec {
-        argv_ptrs: ptrs(&argv),
-        envp_ptrs: ptrs(&envp),
-        _argv: argv,
-        _envp: envp,
-        candidates,
-        cwd: cstr(&s.cwd),
-        not_found: format!(
-            "tinyvmm: executable file `{arg0}` not found in $PATH: No such file or directory\n"
-        )
-        .into_bytes(),
-        denied: format!("tinyvmm: executable file `{arg0}`: Permission denied\n").into_bytes(),
-        no_cwd: format!(
-            "tinyvmm: chdir to cwd `{}` set in config.json failed\n",
-            s.cwd
-        )
-        .into_bytes(),
-    }
-}
-
-/// HOME as crun sets it when the config has none: the user's entry in
-/// the root's /etc/passwd, else none.
-fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 5 && f[2].parse() == Ok(uid))
-        .map(|f| f[5].to_string())
-}
-
 /// How the workload ended, as a status 0-255 (signal N: 128+N).
 pub fn status_of(wait: libc::c_int) -> u8 {
     if libc::WIFEXITED(wait) {
@@ -168,7 +92,7 @@ pub fn status_of(wait: libc::c_int) -> u8 {
 /// reaps every process, and returns the workload's status once all of its
 /// output went out.
 pub fn run(s: &Settings, consoles: Consoles) -> Result<u8, String> {
-    let exec = prepare(s);
+    let exec = crate::exec::prepare(s);
     let Consoles { out, err } = consoles;
     let mut relays = Vec::new();
     let (child_fds, keep): ([RawFd; 3], Vec<File>) = if s.terminal {
@@ -204,7 +128,7 @@ pub fn run(s: &Settings, consoles: Consoles) -> Result<u8, String> {
     // SAFETY: the child only makes async-signal-safe calls (see `child`).
     let pid = check(unsafe { libc::fork() }, "fork")?;
     if pid == 0 {
-        child(s, &exec, child_fds);
+        crate::exec::child(s, &exec, child_fds);
     }
     CHILD.store(pid, Ordering::SeqCst);
     drop(keep);
@@ -331,58 +255,5 @@ fn signal_line(line: &str) {
     if pid > 0 {
         // SAFETY: kill(2) with a pid we started and a signal number.
         unsafe { libc::kill(pid, sig) };
-    }
-}
-
-/// The forked child: becomes the workload. Only async-signal-safe calls.
-fn child(s: &Settings, e: &Exec, fds: [RawFd; 3]) -> ! {
-    // SAFETY: each call is a plain system call on values prepared before
-    // fork; nothing here allocates or takes a lock.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..32 {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        if s.terminal {
-            libc::setsid();
-            libc::ioctl(fds[0], libc::TIOCSCTTY, 0);
-        }
-        for (to, &from) in fds.iter().enumerate() {
-            libc::dup2(from, to as i32);
-        }
-        for &(r, soft, hard) in &s.rlimits {
-            let lim = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            libc::setrlimit(r as _, &lim);
-        }
-        let fail = |msg: &[u8]| -> ! {
-            libc::write(2, msg.as_ptr().cast(), msg.len());
-            libc::_exit(1)
-        };
-        if libc::setgroups(s.groups.len(), s.groups.as_ptr()) != 0
-            || libc::setgid(s.gid) != 0
-            || libc::setuid(s.uid) != 0
-        {
-            fail(b"tinyvmm: setting the user and groups failed\n");
-        }
-        if let Some(m) = s.umask {
-            libc::umask(m);
-        }
-        if libc::chdir(e.cwd.as_ptr()) != 0 {
-            fail(&e.no_cwd);
-        }
-        if s.no_new_privileges {
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        }
-        let mut denied = false;
-        for c in &e.candidates {
-            libc::execve(c.as_ptr(), e.argv_ptrs.as_ptr(), e.envp_ptrs.as_ptr());
-            denied |= *libc::__errno_location() == libc::EACCES;
-        }
-        fail(if denied { &e.denied } else { &e.not_found })
     }
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub sysctls: Vec<(String, String)>,
     pub masked: Vec<String>,
     pub readonly_paths: Vec<String>,
+    /// Capability masks: bounding, effective, permitted, inheritable, ambient.
+    pub caps: Option<[u64; 5]>,
 }
 
 fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
@@ -72,6 +74,16 @@ pub fn parse(bytes: &[u8]) -> Result<Settings, String> {
             "nonewprivs" => s.no_new_privileges = v == "1",
             "masked" => s.masked.push(v.into()),
             "readonlypath" => s.readonly_paths.push(v.into()),
+            "caps" => {
+                let masks: Vec<u64> = v
+                    .split(' ')
+                    .map(|m| num(key, m))
+                    .collect::<Result<_, _>>()?;
+                let masks = masks
+                    .try_into()
+                    .map_err(|_| format!("settings: caps {v:?}"))?;
+                s.caps = Some(masks);
+            }
             "rlimit" => {
                 let p: Vec<&str> = v.split(' ').collect();
                 let [r, soft, hard] = p[..] else {
