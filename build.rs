@@ -16,7 +16,7 @@ use std::process::Command;
 /// The guest's sources, one subject each (kernels/tiny/tiny.h has the map),
 /// in reading order; `_start` is placed first by the linker script, not by
 /// this order.
-const SOURCES: [&str; 12] = [
+const SOURCES: [&str; 13] = [
     "kernels/tiny/boot.S",
     "kernels/tiny/tables.S",
     "kernels/tiny/cmdline.S",
@@ -29,6 +29,7 @@ const SOURCES: [&str; 12] = [
     "kernels/tiny/chaos_virtio.S",
     "kernels/tiny/blk.S",
     "kernels/tiny/blk_check.S",
+    "kernels/tiny/spin.S",
 ];
 /// Included by the sources: not compiled on their own, but a change to one
 /// must rebuild the guest.

@@ -101,6 +101,19 @@ pub struct RunArgs {
     /// continues.
     #[arg(long, value_name = "DIR", conflicts_with = "repeat")]
     pub snapshot_dir: Option<PathBuf>,
+    /// Sample every vCPU's guest instruction pointer (and call chain where
+    /// the guest keeps frame pointers) while the VM runs; write folded
+    /// stacks to FILE and a flame graph to FILE.svg, and print the top
+    /// functions at exit.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Samples per second per vCPU with --profile (default 1000, at most 20000).
+    #[arg(long, value_name = "N", requires = "profile")]
+    pub profile_hz: Option<u32>,
+    /// Symbols for --profile: a System.map, /proc/kallsyms copy or ELF file
+    /// (default: the kernel's own ELF symbol table).
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    pub profile_symbols: Option<PathBuf>,
     /// Test only: a thread makes a forbidden system call once its run-time
     /// filter is in: CALL@THREAD with CALL one of getppid, open, socket,
     /// clone, exec, tiocsti, mprotect-exec and THREAD main or vcpu.
@@ -197,6 +210,14 @@ impl RunArgs {
                 (None, None) => None,
             },
             bundle: None,
+            profile: self
+                .profile
+                .as_ref()
+                .map(|output| crate::profile::ProfileConfig {
+                    output: output.clone(),
+                    hz: self.profile_hz.unwrap_or(crate::profile::DEFAULT_HZ),
+                    symbols: self.profile_symbols.clone(),
+                }),
             sandbox: match (self.no_seccomp, &self.seccomp_test_violation) {
                 (true, _) => crate::seccomp::Sandbox::Off,
                 (false, Some(v)) => crate::seccomp::Sandbox::Test(

@@ -119,6 +119,8 @@ pub struct VmConfig {
     pub snapshot: Option<SnapshotPlan>,
     /// `run --bundle`: an OCI bundle's workload (docs/bundle.md).
     pub bundle: Option<BundleMode>,
+    /// Sample the guest (`--profile`).
+    pub profile: Option<crate::profile::ProfileConfig>,
 }
 
 /// When a running VM is saved (issue 13, docs/snapshot.md).
@@ -166,6 +168,7 @@ impl Default for VmConfig {
             rebuilds: false,
             snapshot: None,
             bundle: None,
+            profile: None,
         }
     }
 }
@@ -206,6 +209,21 @@ impl VmConfig {
             return Err(ConfigError::Path(
                 "--snapshot-on-marker/--snapshot-dir: a --bundle VM cannot be saved yet".into(),
             ));
+        }
+        if let Some(p) = &self.profile {
+            if !(1..=crate::profile::MAX_HZ).contains(&p.hz) {
+                return Err(ConfigError::Path(format!(
+                    "--profile-hz {}: must be between 1 and {}",
+                    p.hz,
+                    crate::profile::MAX_HZ
+                )));
+            }
+            if p.output.as_os_str().is_empty() || p.output.is_dir() {
+                return Err(ConfigError::Path(format!(
+                    "--profile {:?}: expected a file to write the folded stacks to",
+                    p.output
+                )));
+            }
         }
         validate_cmdline(&self.cmdline)
     }

@@ -33,6 +33,8 @@ pub mod log;
 pub mod options;
 /// Least privilege: capabilities dropped, optional user switch.
 pub mod privileges;
+/// The guest profiler (`run --profile`) and `--boot-timer`'s boot phases.
+pub mod profile;
 /// The seccomp sandbox: per-thread system-call filters.
 pub mod seccomp;
 /// Signal handling: clean exit on SIGINT/SIGTERM, vCPU kicks.

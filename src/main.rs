@@ -26,6 +26,8 @@ struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of `run`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Boot a guest; its console is this process's stdin/stdout.

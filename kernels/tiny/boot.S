@@ -271,6 +271,7 @@ touch_too_big:
         mov     $EXIT_BAD_OPTION, %edi
         jmp     kernel_exit
 touch_ok:
+        call    spin_run                        /* tiny.spin (spin.S) */
 
 /* ====================================================================== */
 /* Step 3: the virtio console (virtio_mmio.S, console.S).                 */

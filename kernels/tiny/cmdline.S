@@ -18,6 +18,8 @@
  *   tiny.chaos=SEED,N  the chaos monkey (chaos.S): N random device
  *                  accesses chosen by SEED, then exit status 0; SEED and N
  *                  decimal or 0x hex, modulo 2^64
+ *   tiny.spin=N    N rounds of a kernel-mode busy loop before step 3
+ *                  (spin.S; the profiler's known hot spot)
  *   tiny.blk       check the first virtio disk (blk_check.S) instead of
  *                  running the payload; tiny.blk=rw / tiny.blk=ro also
  *                  require it to be writable / read-only
@@ -369,6 +371,7 @@ options:
         .quad   opt_name_flood, user_flood_bytes
         .quad   opt_name_fault, opt_fault
         .quad   opt_name_quiet, opt_quiet
+        .quad   opt_name_spin,  opt_spin
         .quad   0
 opt_name_exit:  .asciz "exit="
 opt_name_loop:  .asciz "loop="
@@ -376,6 +379,7 @@ opt_name_touch: .asciz "touch="
 opt_name_flood: .asciz "flood="
 opt_name_fault: .asciz "fault"
 opt_name_quiet: .asciz "quiet"
+opt_name_spin:  .asciz "spin="
 
         .section .data, "aw"
 opt_fault:              .byte 0         /* tiny.fault */

@@ -27,6 +27,7 @@
  *   chaos_virtio.S ...and those aimed at the virtio devices
  *   blk.S          virtio-blk driver: find, initialise, one request at a time
  *   blk_check.S    tiny.blk: six checks of a disk instead of 4 and 5
+ *   spin.S         tiny.spin: a kernel-mode busy loop for the profiler
  *   tiny.h         this file; virtio.h holds the virtio constants
  *   tiny.ld        the linker script: where each part sits in memory
  *

@@ -58,6 +58,8 @@ pub struct Vcpu {
     /// The CPUID set with KVM_SET_CPUID2, which a snapshot saves (where KVM
     /// emulates guest kernel mode, KVM_GET_CPUID2 answers the host's own).
     cpuid: Vec<kvm_bindings::kvm_cpuid_entry2>,
+    /// The profiler's probe (`--profile`, `--boot-timer`), if any.
+    pub probe: Option<crate::profile::probe::VcpuProbe>,
 }
 
 impl Vcpu {
@@ -104,6 +106,7 @@ impl Vcpu {
             fd,
             memory,
             cpuid,
+            probe: None,
         })
     }
 
@@ -120,6 +123,7 @@ impl Vcpu {
             fd,
             memory,
             cpuid,
+            probe: None,
         })
     }
 
@@ -148,8 +152,9 @@ impl Vcpu {
         }
         let id = self.id;
         let cpuid = &self.cpuid;
+        let probe = self.probe.as_mut();
         let ending = signals::with_kick_target(&mut self.fd, |fd| {
-            run_loop(fd, (id, cpuid), buses, exit, stop, pause, &mut stats)
+            run_loop(fd, (id, cpuid), buses, exit, stop, pause, &mut stats, probe)
         });
         match ending {
             Some(ExitAction::Stop(why)) => exit.request(why),
@@ -232,7 +237,11 @@ fn run_loop(
     stop: &AtomicBool,
     pause: &Pause,
     stats: &mut ExitStats,
+    mut probe: Option<&mut crate::profile::probe::VcpuProbe>,
 ) -> Option<ExitAction> {
+    if let Some(p) = probe.as_deref_mut() {
+        p.entering();
+    }
     while !stop.load(Ordering::Acquire) && !exit.requested() {
         if pause.requested() {
             // A snapshot: finish the last exit, save, wait (kvm/pause.rs).
@@ -256,6 +265,9 @@ fn run_loop(
             }
             Err(e) => ExitAction::Stop(VmEnd::KvmCall(format!("KVM_RUN on vCPU {id}: {e}"))),
         };
+        if let Some(p) = probe.as_deref_mut() {
+            p.left_kvm_run(fd); // a profiler sample, when one is due
+        }
         stats.in_vmm += left.elapsed();
         if action != ExitAction::Continue {
             return Some(action);

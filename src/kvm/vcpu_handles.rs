@@ -64,6 +64,32 @@ pub struct VcpuHandles {
     stop: Arc<AtomicBool>,
     gate: Arc<Gate>,
     threads: Vec<(u8, JoinHandle<ExitStats>)>,
+    sample_kicks: SampleKicks,
+}
+
+/// Kicks for the profiler's sampler thread: the kick signal to every vCPU
+/// thread, without asking it to stop. `join` closes it before joining any
+/// thread, so a kick never names a joined (reaped) thread.
+#[derive(Clone, Default)]
+pub struct SampleKicks(Arc<Mutex<Option<Vec<libc::pthread_t>>>>);
+
+impl SampleKicks {
+    /// Kicks every vCPU thread once; `false` once the threads are being joined.
+    pub fn kick_all(&self) -> bool {
+        let threads = lock(&self.0);
+        let Some(threads) = threads.as_ref() else {
+            return false;
+        };
+        for &t in threads {
+            // SAFETY: `t` is a vCPU thread's pthread_t, put here by `start`
+            // and removed (under this lock) by `join` before any thread is
+            // joined, so the thread is live or finished but not reaped; the
+            // kick handler is installed before vCPUs start and only stores
+            // to this thread's own kvm_run.
+            unsafe { libc::pthread_kill(t, signals::kick_signal()) };
+        }
+        true
+    }
 }
 
 /// What joining the vCPU threads found.
@@ -106,6 +132,7 @@ impl VcpuHandles {
             stop: Arc::new(AtomicBool::new(false)),
             gate: Arc::new(Gate::default()),
             threads: Vec::with_capacity(vcpus.len()),
+            sample_kicks: SampleKicks::default(),
         };
         for vcpu in vcpus {
             let id = vcpu.id;
@@ -134,7 +161,19 @@ impl VcpuHandles {
                 }
             }
         }
+        *lock(&handles.sample_kicks.0) = Some(
+            handles
+                .threads
+                .iter()
+                .map(|(_, t)| t.as_pthread_t())
+                .collect(),
+        );
         Ok(handles)
+    }
+
+    /// Kicks for a profiler: they end when `join` begins.
+    pub fn sample_kicks(&self) -> SampleKicks {
+        self.sample_kicks.clone()
     }
 
     /// Waits until every vCPU thread has started and dropped its
@@ -182,6 +221,7 @@ impl VcpuHandles {
     /// Stops every vCPU: kicks until each thread has finished or `deadline`
     /// has passed, then joins the finished ones.
     pub fn join(self, deadline: Duration) -> Joined {
+        *lock(&self.sample_kicks.0) = None; // no sample kick from now on
         self.gate.open(false); // threads still at the gate end without running
         let until = Instant::now() + deadline;
         loop {

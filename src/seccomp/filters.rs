@@ -23,10 +23,11 @@ use super::{SeccompError, err};
 const KVMIO: u32 = 0xAE;
 ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
 ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_bindings::kvm_regs);
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
 ioctl_iowr_nr!(KVM_TRANSLATE, KVMIO, 0x85, kvm_bindings::kvm_translation);
 // Reading state for a snapshot (kvm/state.rs): vCPU requests on the vCPU
 // threads, VM requests on the main thread. Reads only: no KVM_SET_*.
-ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_bindings::kvm_sregs);
+// (KVM_GET_SREGS, above, serves the profiler too.)
 ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_bindings::kvm_msrs);
 ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_bindings::kvm_lapic_state);
 ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_bindings::kvm_cpuid2);
@@ -293,7 +294,7 @@ fn no_exec(arg: u8) -> Result<Vec<SeccompRule>, SeccompError> {
 pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules = allow_all(RUN_SYSCALLS);
     let mut ioctls: Vec<u64> = TERMINAL_IOCTLS.to_vec();
-    ioctls.extend([KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from));
+    ioctls.extend([KVM_RUN(), KVM_GET_REGS(), KVM_GET_SREGS(), KVM_TRANSLATE()].map(u64::from));
     // virtio-net: the tap's offloads, set once the guest's driver is live.
     ioctls.push(libc::TUNSETOFFLOAD);
     ioctls.extend(snapshot_ioctls());
@@ -309,15 +310,16 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     build(rules)
 }
 
-/// The vCPU threads' filter: `KVM_RUN`, and `KVM_GET_REGS`/`KVM_TRANSLATE`
-/// to report an emulation failure; nothing else reaches the kernel's ioctl.
+/// The vCPU threads' filter: `KVM_RUN`, `KVM_GET_REGS`/`KVM_TRANSLATE`
+/// to report an emulation failure, and `KVM_GET_REGS`/`KVM_GET_SREGS` for
+/// the profiler's samples; nothing else reaches the kernel's ioctl.
 pub fn vcpu_filter() -> Result<BpfProgram, SeccompError> {
     let mut rules = allow_all(VCPU_SYSCALLS);
     // KVM's three, and restoring the terminal from the SIGSYS handler
     // (glibc's tcsetattr issues TCSETS, then TCGETS to check it).
     let mut ioctl = one_of(
         1,
-        &[KVM_RUN(), KVM_GET_REGS(), KVM_TRANSLATE()].map(u64::from),
+        &[KVM_RUN(), KVM_GET_REGS(), KVM_GET_SREGS(), KVM_TRANSLATE()].map(u64::from),
     )?;
     ioctl.extend(one_of(1, &snapshot_ioctls())?);
     ioctl.extend(one_of(1, &[libc::TCSETS, libc::TCGETS])?);

@@ -10,6 +10,7 @@ fn filters_compile_and_name_the_kvm_ioctls() {
     assert_eq!(KVM_RUN(), 0xae80);
     assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
     assert_eq!(KVM_TRANSLATE(), 0xc018_ae85);
+    assert_eq!(KVM_GET_SREGS(), 0x8138_ae83);
 }
 
 #[test]

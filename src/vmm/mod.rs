@@ -114,6 +114,8 @@ pub struct Vmm {
     /// The snapshot directory's files, opened during the build.
     snapshot_files: Option<SnapshotFiles>,
     bundle: Option<bundle_io::BundleIo>,
+    /// `--profile` / `--boot-timer` phases.
+    profiler: Option<crate::profile::Profiler>,
 }
 
 impl Vmm {
@@ -229,6 +231,10 @@ impl Vmm {
             boot_timer.on_first_user_space(Box::new(move || p.request()));
         }
 
+        // 7. The profiler (--profile, --boot-timer): symbols, output files.
+        let profiler = crate::profile::Profiler::new(config, vm.memory(), process_start)
+            .map_err(ConfigError::Path)?;
+
         Ok(Vmm {
             config: config.clone(),
             vcpus,
@@ -241,6 +247,7 @@ impl Vmm {
             pause,
             snapshot_files,
             bundle,
+            profiler,
         })
     }
 

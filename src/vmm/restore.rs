@@ -203,6 +203,7 @@ impl Vmm {
             pause,
             snapshot_files: None,
             bundle: None,
+            profiler: None,
         })
     }
 }

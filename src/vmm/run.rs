@@ -69,6 +69,11 @@ impl Vmm {
 
         let cpu_to_first_run = process::process_cpu_time();
         let wall_to_first_run = self.boot_timer.since_process_start();
+        if let Some(profiler) = &self.profiler {
+            for vcpu in &mut self.vcpus {
+                vcpu.probe = Some(profiler.probe(vcpu.id));
+            }
+        }
         let vcpus = VcpuHandles::start(
             std::mem::take(&mut self.vcpus),
             self.devices.buses(),
@@ -78,7 +83,13 @@ impl Vmm {
         )
         .map_err(setup_err("a vCPU thread"))?;
         vcpus.wait_all_ready();
-        match self.lock_down() {
+        let sampler = match self.profiler.as_mut() {
+            Some(p) => p
+                .start(vcpus.sample_kicks(), self.boot_timer.clone())
+                .map_err(setup_err("the profiler thread")),
+            None => Ok(()),
+        };
+        match sampler.and_then(|()| self.lock_down()) {
             Ok(()) => vcpus.release(true),
             Err(e) => {
                 vcpus.release(false);
@@ -91,7 +102,11 @@ impl Vmm {
                 .request(VmEnd::KvmCall(format!("event loop: {e}")));
         }
 
+        let ended = Instant::now();
         let joined = vcpus.join(VCPU_JOIN_DEADLINE);
+        if let Some(profiler) = self.profiler.take() {
+            profiler.finish(&self.boot_timer.marks(), ended);
+        }
         for id in &joined.stuck {
             crate::say!(
                 "tinyvmm: vCPU {id} did not leave KVM_RUN within {} s of its kick; exiting without it",
