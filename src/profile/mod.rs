@@ -15,12 +15,14 @@
 //! the kernel's entry has been seen, to time the boot phases.
 //!
 //! - `walk.rs`: guest page tables and the frame-pointer chain.
+//! - `scan.rs`: the chain of code without frame pointers, from the stack.
 //! - `symbols.rs`: ELF symbol tables, System.map / kallsyms.
 //! - `probe.rs`: the vCPU thread's side.
 //! - `output.rs`: folded stacks, flame graph, top functions, boot phases.
 
 pub mod output;
 pub mod probe;
+pub mod scan;
 pub mod symbols;
 pub mod walk;
 
@@ -189,12 +191,17 @@ impl Profiler {
                     {
                         break;
                     }
+                    // A vCPU still owing the last sample is not kicked again:
+                    // the guest always gets to run between two samples.
+                    let mut due = false;
                     for want in &shared.want {
                         if want.swap(true, Ordering::AcqRel) {
                             missed += 1;
+                        } else {
+                            due = true;
                         }
                     }
-                    if !kicks.kick_all() {
+                    if due && !kicks.kick_all() {
                         break;
                     }
                 }

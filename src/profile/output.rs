@@ -93,17 +93,21 @@ pub fn write_profile(
         }
     }
     crate::say!(
-        "tinyvmm: profile: {} samples at {} Hz ({} in guest user mode), {} stacks; chains: {} broken, {} cut at depth {}; {} not stored (table full), {} register reads failed, {} ticks missed; written to {} and {}",
+        "tinyvmm: profile: {} samples at {} Hz ({} in guest user mode), {} stacks; chains: {} by stack scan ({} links guessed), {} broken, {} cut at depth {}; {} not stored (table full), {} register reads failed, {} ticks missed; {:.1} ms spent sampling ({:.1} us a sample); written to {} and {}",
         counts.samples,
         config.hz,
         counts.user,
         folded.len(),
+        counts.scanned,
+        counts.guessed_links,
         counts.broken_chains,
         counts.deep_chains,
         super::walk::MAX_DEPTH,
         counts.table_full,
         counts.register_errors,
         missed,
+        counts.sampling.as_secs_f64() * 1e3,
+        counts.sampling.as_secs_f64() * 1e6 / counts.samples.max(1) as f64,
         config.output.display(),
         svg.display()
     );

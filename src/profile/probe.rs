@@ -19,6 +19,7 @@ use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
 
 use super::Shared;
+use super::scan::scan_chain;
 use super::symbols::{KERNEL_TEXT_MAP, Symbols};
 use super::walk::{Frame, Paging, WalkEnd, frame_chain};
 
@@ -36,10 +37,18 @@ pub struct SampleCounts {
     pub broken_chains: u64,
     /// Chains cut at the depth limit.
     pub deep_chains: u64,
+    /// Kernel-mode samples whose chain came from a stack scan (the leaf
+    /// function keeps no frame pointer), and the links of those chains
+    /// that were guessed (no direct call to the callee explained them).
+    pub scanned: u64,
+    /// See `scanned`.
+    pub guessed_links: u64,
     /// Samples not stored: the stack table was full.
     pub table_full: u64,
     /// Register reads that failed (the sample is lost).
     pub register_errors: u64,
+    /// Time the vCPU thread spent taking samples (registers, chain).
+    pub sampling: std::time::Duration,
 }
 
 impl SampleCounts {
@@ -49,8 +58,11 @@ impl SampleCounts {
         self.user += o.user;
         self.broken_chains += o.broken_chains;
         self.deep_chains += o.deep_chains;
+        self.scanned += o.scanned;
+        self.guessed_links += o.guessed_links;
         self.table_full += o.table_full;
         self.register_errors += o.register_errors;
+        self.sampling += o.sampling;
     }
 }
 
@@ -88,6 +100,13 @@ impl VcpuProbe {
         if !self.shared.want[self.index].swap(false, Ordering::AcqRel) {
             return;
         }
+        let started = Instant::now();
+        self.sample(fd);
+        self.profile.counts.sampling += started.elapsed();
+    }
+
+    /// One sample: registers, chain, into the table.
+    fn sample(&mut self, fd: &VcpuFd) {
         let regs = match fd.get_regs() {
             Ok(r) => r,
             Err(_) => {
@@ -118,13 +137,24 @@ impl VcpuProbe {
         }
         self.frames.clear();
         self.frames.push(regs.rip);
-        if self.symbols.keeps_frame(regs.rip) {
-            let paging = Paging {
-                cr0: sregs.cr0,
-                cr3: sregs.cr3,
-                cr4: sregs.cr4,
-                efer: sregs.efer,
-            };
+        let paging = Paging {
+            cr0: sregs.cr0,
+            cr3: sregs.cr3,
+            cr4: sregs.cr4,
+            efer: sregs.efer,
+        };
+        if !self.symbols.keeps_frame(regs.rip) {
+            let scan = scan_chain(
+                &self.memory,
+                &paging,
+                &self.symbols,
+                regs.rip,
+                regs.rsp,
+                &mut self.frames,
+            );
+            counts.scanned += 1;
+            counts.guessed_links += u64::from(scan.guessed);
+        } else {
             let symbols = &self.symbols;
             let judge = |ret: u64| {
                 if !symbols.in_text(ret) {

@@ -149,6 +149,11 @@ impl Symbols {
         i.checked_sub(1).map(|i| &self.starts[i])
     }
 
+    /// The start of the function holding `addr`, if known.
+    pub fn start_of(&self, addr: u64) -> Option<u64> {
+        self.function(addr).map(|f| f.start)
+    }
+
     /// The name of the function holding `addr`, or its address in hex.
     pub fn name(&self, addr: u64) -> String {
         match self.function(addr) {

@@ -150,6 +150,10 @@ impl Vmm {
             Some(plan) => Some(SnapshotFiles::create(&plan.dir)?),
             None => None,
         };
+        // The profiler (--profile, --boot-timer): its symbols and output
+        // files, also checked before any KVM call.
+        let profiler = crate::profile::Profiler::new(config, &mem, process_start)
+            .map_err(ConfigError::Path)?;
 
         // 3. The VM: memory slots, irqchip, PIT.
         let kvm = open_kvm()?;
@@ -230,10 +234,6 @@ impl Vmm {
             let p = pause.clone();
             boot_timer.on_first_user_space(Box::new(move || p.request()));
         }
-
-        // 7. The profiler (--profile, --boot-timer): symbols, output files.
-        let profiler = crate::profile::Profiler::new(config, vm.memory(), process_start)
-            .map_err(ConfigError::Path)?;
 
         Ok(Vmm {
             config: config.clone(),
