@@ -24,6 +24,8 @@ pub fn context() -> Context {
         pvm: tinyvmm::host::kvm_emulates_guest_kernel(),
         scratch: std::env::temp_dir().join(format!("tinyvmm-bench-{}", std::process::id())),
         linux_timeout: Duration::from_secs(300),
+        firecracker: None,
+        cloud_hypervisor: None,
     }
 }
 

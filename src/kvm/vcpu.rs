@@ -154,7 +154,14 @@ impl Vcpu {
         let cpuid = &self.cpuid;
         let probe = self.probe.as_mut();
         let ending = signals::with_kick_target(&mut self.fd, |fd| {
-            run_loop(fd, (id, cpuid), buses, exit, stop, pause, &mut stats, probe)
+            run_loop(
+                fd,
+                (id, cpuid),
+                buses,
+                (exit, stop, pause),
+                &mut stats,
+                probe,
+            )
         });
         match ending {
             Some(ExitAction::Stop(why)) => exit.request(why),
@@ -233,9 +240,8 @@ fn run_loop(
     fd: &mut VcpuFd,
     (id, cpuid): (u8, &[kvm_bindings::kvm_cpuid_entry2]),
     buses: &IoBuses,
-    exit: &ExitSignal,
-    stop: &AtomicBool,
-    pause: &Pause,
+    // What makes the loop leave KVM_RUN: the VM's end, a stop, a pause.
+    (exit, stop, pause): (&ExitSignal, &AtomicBool, &Pause),
     stats: &mut ExitStats,
     mut probe: Option<&mut crate::profile::probe::VcpuProbe>,
 ) -> Option<ExitAction> {

@@ -165,6 +165,8 @@ fn ratios(report: &Report, what: &str, value: fn(&PathResult) -> Option<f64>) ->
         PathId::Crun,
         PathId::Runc,
         PathId::QemuLinux,
+        PathId::Firecracker,
+        PathId::CloudHypervisor,
         PathId::TinyvmmLinux,
         PathId::TinyvmmTinyRestored,
         PathId::TinyvmmLinuxRestored,

@@ -13,6 +13,7 @@ pub mod describe;
 pub mod host;
 pub mod markdown;
 pub mod paths;
+pub mod peers;
 pub mod plot;
 pub mod restored;
 pub mod results;
@@ -73,6 +74,12 @@ pub struct CompareArgs {
     /// Seconds before a Linux boot is given up.
     #[arg(long, default_value_t = 900, value_name = "SECS")]
     pub linux_timeout: u64,
+    /// The Firecracker executable [default: `firecracker` in PATH].
+    #[arg(long, value_name = "PATH")]
+    pub firecracker: Option<PathBuf>,
+    /// The Cloud Hypervisor executable [default: `cloud-hypervisor` in PATH].
+    #[arg(long, value_name = "PATH")]
+    pub cloud_hypervisor: Option<PathBuf>,
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -146,6 +153,8 @@ fn context(args: &CompareArgs) -> Result<Context, CompareError> {
         pvm: crate::host::kvm_emulates_guest_kernel(),
         scratch,
         linux_timeout: Duration::from_secs(args.linux_timeout),
+        firecracker: args.firecracker.clone(),
+        cloud_hypervisor: args.cloud_hypervisor.clone(),
     })
 }
 
@@ -226,7 +235,7 @@ fn measure_path(
     } else {
         (args.runs, args.density)
     };
-    let expected = if id == PathId::QemuLinux {
+    let expected = if id.is_peer_vmm() {
         0
     } else {
         i32::from(ctx.workload.exit)

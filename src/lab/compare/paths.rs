@@ -1,6 +1,7 @@
-//! The seven ways `tinyvmm compare` runs the workload, and how to launch
-//! each. A path that cannot run here is `Err(reason)`, and that reason
-//! goes into the report.
+//! The ways `tinyvmm compare` runs the workload, and how to launch each
+//! (the peer VMMs, Firecracker and Cloud Hypervisor, in `peers.rs`). A
+//! path that cannot run here is `Err(reason)`, and that reason goes into
+//! the report.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,14 +32,20 @@ pub enum PathId {
     TinyvmmTinyRestored,
     /// tinyvmm restoring Linux saved at its warm ready point (restored.rs).
     TinyvmmLinuxRestored,
+    /// Firecracker booting the same kernel and initramfs (peers.rs).
+    Firecracker,
+    /// Cloud Hypervisor booting the same kernel and initramfs (peers.rs).
+    CloudHypervisor,
 }
 
 impl PathId {
     /// Every path, in report order.
-    pub const ALL: [PathId; 7] = [
+    pub const ALL: [PathId; 9] = [
         PathId::TinyvmmTiny,
         PathId::TinyvmmLinux,
         PathId::QemuLinux,
+        PathId::Firecracker,
+        PathId::CloudHypervisor,
         PathId::Crun,
         PathId::Runc,
         PathId::TinyvmmTinyRestored,
@@ -55,6 +62,8 @@ impl PathId {
             PathId::Runc => "runc",
             PathId::TinyvmmTinyRestored => "tinyvmm + tiny guest (restored)",
             PathId::TinyvmmLinuxRestored => "tinyvmm + Linux (restored)",
+            PathId::Firecracker => "Firecracker + Linux",
+            PathId::CloudHypervisor => "Cloud Hypervisor + Linux",
         }
     }
 
@@ -63,7 +72,20 @@ impl PathId {
     pub fn is_linux(self) -> bool {
         matches!(
             self,
-            Self::TinyvmmLinux | Self::QemuLinux | Self::TinyvmmLinuxRestored
+            PathId::TinyvmmLinux
+                | PathId::QemuLinux
+                | PathId::Firecracker
+                | PathId::CloudHypervisor
+                | PathId::TinyvmmLinuxRestored
+        )
+    }
+
+    /// Whether this path is another project's VMM, whose guest's status
+    /// does not pass through (its clean reset exits 0).
+    pub fn is_peer_vmm(self) -> bool {
+        matches!(
+            self,
+            PathId::QemuLinux | PathId::Firecracker | PathId::CloudHypervisor
         )
     }
 
@@ -90,10 +112,15 @@ pub struct Context {
     pub scratch: PathBuf,
     /// Timeout of one Linux boot.
     pub linux_timeout: Duration,
+    /// `--firecracker PATH` (else PATH is searched).
+    pub firecracker: Option<PathBuf>,
+    /// `--cloud-hypervisor PATH` (else PATH is searched).
+    pub cloud_hypervisor: Option<PathBuf>,
 }
 
 impl Context {
-    pub(super) fn linux_cmdline(&self) -> String {
+    /// The Linux paths' one command line.
+    pub fn linux_cmdline(&self) -> String {
         let mut c = format!("console=ttyS0 {}", crate::config::DEFAULT_CMDLINE);
         if self.pvm {
             // The same options tinyvmm's `minimal` template adds (it adds
@@ -103,7 +130,8 @@ impl Context {
         format!("{c} {}", self.workload.linux_cmdline())
     }
 
-    fn linux_images(&self) -> Result<(PathBuf, PathBuf), String> {
+    /// The Linux paths' kernel and initramfs.
+    pub fn linux_images(&self) -> Result<(PathBuf, PathBuf), String> {
         let k = self.kernels.join("vmlinux");
         let i = self.kernels.join("initramfs.cpio");
         for f in [&k, &i] {
@@ -208,7 +236,8 @@ impl Prepared {
     }
 }
 
-fn file_size(p: &Path) -> u64 {
+/// A file's size, 0 when unreadable.
+pub fn file_size(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
@@ -290,44 +319,15 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
                 "qemu-system-x86_64 not found in PATH (install the Debian package qemu-system-x86)",
             )?;
             kvm()?;
-            let (k, i) = ctx.linux_images()?;
-            let image = (
-                file_size(&k) + file_size(&i),
-                "vmlinux + initramfs.cpio".into(),
-            );
-            let cpu = if ctx.pvm { PVM_QEMU_CPU } else { "host" };
-            let mut args: Vec<String> = [
-                "-M",
-                "microvm",
-                "-enable-kvm",
-                "-cpu",
-                cpu,
-                "-m",
-                &mem,
-                "-smp",
-                "1",
-                "-nodefaults",
-                "-no-user-config",
-                "-nographic",
-                "-no-reboot",
-                "-serial",
-                "stdio",
-                "-device",
-                "i8042",
-            ]
-            .map(String::from)
-            .to_vec();
-            args.extend(
-                [
-                    "-kernel",
-                    &k.to_string_lossy(),
-                    "-initrd",
-                    &i.to_string_lossy(),
-                ]
-                .map(String::from),
-            );
-            args.extend(["-append".into(), ctx.linux_cmdline()]);
-            Ok(vmm(qemu, args, ctx.linux_timeout, image))
+            super::peers::qemu(ctx, qemu)
+        }
+        PathId::Firecracker => {
+            kvm()?;
+            super::peers::firecracker(ctx)
+        }
+        PathId::CloudHypervisor => {
+            kvm()?;
+            super::peers::cloud_hypervisor(ctx)
         }
         PathId::Crun | PathId::Runc => {
             let kind = if id == PathId::Crun {
@@ -360,40 +360,5 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn linux_paths_and_vm_paths_are_told_apart() {
-        let linux: Vec<_> = PathId::ALL.into_iter().filter(|p| p.is_linux()).collect();
-        assert_eq!(linux[..2], [PathId::TinyvmmLinux, PathId::QemuLinux]);
-        assert_eq!(linux[2..], [PathId::TinyvmmLinuxRestored]);
-        assert!(PathId::TinyvmmTiny.is_vm() && !PathId::Runc.is_vm());
-    }
-
-    #[test]
-    fn missing_kernel_is_a_reason_not_a_failure() {
-        let ctx = Context {
-            tinyvmm: "/nonexistent/tinyvmm".into(),
-            kernels: "/nonexistent/kernels".into(),
-            memory: (128 << 20, "128M".into()),
-            workload: Workload::default(),
-            pvm: true,
-            scratch: std::env::temp_dir(),
-            linux_timeout: Duration::from_secs(1),
-        };
-        assert!(ctx.linux_cmdline().contains("noxsave"));
-        let e = ctx.linux_images().unwrap_err();
-        assert!(e.contains("vmlinux missing"), "{e}");
-    }
-
-    #[test]
-    fn tree_size_counts_files() {
-        let d = std::env::temp_dir().join(format!("tinyvmm-tree-{}", std::process::id()));
-        fs::create_dir_all(d.join("a")).unwrap();
-        fs::write(d.join("a/f"), [0u8; 100]).unwrap();
-        fs::write(d.join("g"), [0u8; 20]).unwrap();
-        assert_eq!(tree_size(&d), 120);
-        fs::remove_dir_all(d).unwrap();
-    }
-}
+#[path = "paths_tests.rs"]
+mod tests;

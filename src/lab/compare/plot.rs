@@ -21,6 +21,8 @@ fn short(id: PathId) -> &'static str {
         PathId::Runc => "runc",
         PathId::TinyvmmTinyRestored => "tinyvmm+tiny (restored)",
         PathId::TinyvmmLinuxRestored => "tinyvmm+Linux (restored)",
+        PathId::Firecracker => "Firecracker+Linux",
+        PathId::CloudHypervisor => "CH+Linux",
     }
 }
 

@@ -215,9 +215,11 @@ pub fn isolation(
         PathId::TinyvmmTiny | PathId::TinyvmmTinyRestored => {
             "its own (tiny guest kernel)".to_string()
         }
-        PathId::TinyvmmLinux | PathId::QemuLinux | PathId::TinyvmmLinuxRestored => {
-            "its own (guest Linux, vmlinux)".to_string()
-        }
+        PathId::TinyvmmLinux
+        | PathId::QemuLinux
+        | PathId::TinyvmmLinuxRestored
+        | PathId::Firecracker
+        | PathId::CloudHypervisor => "its own (guest Linux, vmlinux)".to_string(),
         PathId::Crun | PathId::Runc => format!("the host's (Linux {host_kernel})"),
     };
     let boundary = if id.is_vm() {
