@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::config::{self, ConfigError, ConsoleKind, CpuTemplate, KernelSource, VmConfig};
 
-/// Whether the 8250 serial port is present.
+/// Whether a device (the 8250, the entropy device) is present.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
     /// Present.
@@ -84,6 +84,12 @@ pub struct RunArgs {
     /// the tap is gone when tinyvmm exits). Repeatable: eth0, eth1, ...
     #[arg(long, value_name = "tap=NAME|ip=ADDR/PREFIX,...")]
     pub net: Vec<String>,
+    /// A virtio entropy device (virtio-rng, Linux's /dev/hwrng) that fills
+    /// the guest's buffers from the host's getrandom(2), so that the guest
+    /// never waits for entropy. On by default, as in Cloud Hypervisor
+    /// (Firecracker makes its entropy device opt-in).
+    #[arg(long, value_enum, default_value = "on")]
+    pub rng: OnOff,
     /// Once the VM is built, run as this user id (with --gid), as
     /// Firecracker's jailer does: the VMM then holds no root privilege
     /// while the guest runs. Every capability is dropped either way.
@@ -197,6 +203,7 @@ impl RunArgs {
                 .iter()
                 .map(|n| config::parse_net(n))
                 .collect::<Result<_, _>>()?,
+            rng: self.rng == OnOff::On,
             rebuilds: self.repeat > 1,
             snapshot: match (&self.snapshot_on_marker, &self.snapshot_dir) {
                 (Some(dir), _) => Some(config::SnapshotPlan {
@@ -270,6 +277,9 @@ mod tests {
         assert_eq!(c.console, ConsoleKind::Virtio);
         assert!(c.cmdline.contains("reboot=k"));
         assert!(c.serial);
+        assert!(c.rng, "the entropy device is on by default");
+        assert!(!run_config(&["--rng", "off"]).unwrap().rng);
+        assert!(parse(&["--rng", "maybe"]).is_err());
     }
 
     #[test]

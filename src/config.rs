@@ -112,6 +112,8 @@ pub struct VmConfig {
     pub disks: Vec<crate::devices::virtio::block::disk::DiskConfig>,
     /// Network devices on taps, in order: the first is eth0.
     pub nets: Vec<crate::devices::virtio::net::NetConfig>,
+    /// A virtio entropy device (virtio-rng) filled from the host's getrandom(2).
+    pub rng: bool,
     /// This process builds more VMs after this one (`--repeat`): it keeps
     /// the build stage's sandbox and capabilities, which a build needs.
     pub rebuilds: bool,
@@ -165,6 +167,7 @@ impl Default for VmConfig {
             user: None,
             disks: Vec::new(),
             nets: Vec::new(),
+            rng: true,
             rebuilds: false,
             snapshot: None,
             bundle: None,

@@ -58,6 +58,11 @@ fn virtio_blk_corpus_replays() {
 }
 
 #[test]
+fn virtio_rng_corpus_replays() {
+    replay("virtio_rng", fuzz_harness::virtio_rng);
+}
+
+#[test]
 fn kernel_image_corpus_replays() {
     replay("kernel_image", fuzz_harness::kernel_image);
 }

@@ -24,6 +24,9 @@ fn vmlinux_boots_to_user_space_and_exits_0() {
     ) else {
         return;
     };
+    // The same boot checks the entropy device (on by default): the
+    // guest's hw_random core picked it and reads from /dev/hwrng work.
+    let cmdline = format!("{BASE} tinyvmm.hwrng=1");
     let out = run(
         &[
             "run",
@@ -31,6 +34,8 @@ fn vmlinux_boots_to_user_space_and_exits_0() {
             &kernel,
             "--initrd",
             &initrd,
+            "--cmdline",
+            &cmdline,
             "--console",
             "serial",
             "--boot-timer",
@@ -53,6 +58,22 @@ fn vmlinux_boots_to_user_space_and_exits_0() {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stdout
+            .contains("tinyvmm-init: hwrng current=virtio_rng.0 read=256"),
+        "the guest's hw_random did not use the virtio entropy device: {}",
+        out.stdout
+    );
+    // The VMM gave at least what the guest read from /dev/hwrng.
+    let given = entropy_bytes(&out.stderr).expect("a --stats line for the entropy device");
+    assert!(given >= 256, "the device gave {given} bytes");
+}
+
+/// The bytes figure of `--stats`' "virtio entropy: N requests, B bytes" line.
+fn entropy_bytes(stderr: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.contains("virtio entropy:"))?;
+    let after = line.split("requests, ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
 }
 
 #[test]

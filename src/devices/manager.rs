@@ -25,6 +25,7 @@ use super::virtio::console::Console;
 use super::virtio::events::VirtioEvents;
 use super::virtio::mmio::MmioTransport;
 use super::virtio::net::Net;
+use super::virtio::rng::Rng;
 use super::virtio::{VirtioDevice, regs};
 use crate::arch::x86_64::layout::VIRTIO_MMIO_SIZE;
 
@@ -86,6 +87,9 @@ pub type VirtioBlock = Arc<Mutex<MmioTransport<Block>>>;
 /// A virtio network device behind its transport.
 pub type VirtioNet = Arc<Mutex<MmioTransport<Net>>>;
 
+/// The entropy device behind its transport.
+pub type VirtioRng = Arc<Mutex<MmioTransport<Rng>>>;
+
 /// A virtio device, typed, as the rest of the VMM sees it.
 #[derive(Clone)]
 pub enum VirtioHandle {
@@ -95,6 +99,8 @@ pub enum VirtioHandle {
     Block(VirtioBlock),
     /// A network device on a tap (device id 1).
     Net(VirtioNet),
+    /// The entropy device (device id 4).
+    Rng(VirtioRng),
 }
 
 /// One attached virtio device: where it is and what it is.
@@ -280,6 +286,14 @@ impl DeviceManager {
     pub fn virtio_nets(&self) -> impl Iterator<Item = &VirtioNet> {
         self.virtio.iter().filter_map(|s| match &s.handle {
             VirtioHandle::Net(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// The entropy device, if attached.
+    pub fn virtio_rng(&self) -> Option<&VirtioRng> {
+        self.virtio.iter().find_map(|s| match &s.handle {
+            VirtioHandle::Rng(r) => Some(r),
             _ => None,
         })
     }

@@ -1,5 +1,6 @@
 //! The device manager's `attach_*` for each virtio device: the console
-//! (and `run --bundle`'s second console), the disk and the network device.
+//! (and `run --bundle`'s second console), the disk, the network device and
+//! the entropy device.
 //! Each creates the device, hands it to `DeviceManager::attach_virtio`
 //! with the extra events its work waits on, and keeps its typed handle.
 
@@ -14,6 +15,7 @@ use super::super::virtio::block::disk::DiskImage;
 use super::super::virtio::console::{self as virtio_console, Console};
 use super::super::virtio::net::Net;
 use super::super::virtio::net::events::TapEvents;
+use super::super::virtio::rng::Rng;
 use super::{
     Attached, DeviceError, DeviceManager, VirtioConsole, VirtioHandle, VirtioSlot, VmWiring,
     clone_fd,
@@ -128,6 +130,29 @@ impl DeviceManager {
             base,
             gsi,
             handle: VirtioHandle::Net(transport),
+        });
+        Ok(())
+    }
+
+    /// The entropy device (virtio-rng), filled from the host's getrandom(2).
+    pub fn attach_virtio_rng(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+    ) -> Result<(), DeviceError> {
+        const WHAT: &str = "the virtio entropy device";
+        let rng = Rng::new().map_err(|e| DeviceError::Device(WHAT, e.to_string()))?;
+        // Besides its queue, it works when a round stopped on its budget.
+        let events = vec![clone_fd(WHAT, rng.resume_event())?];
+        let Attached {
+            transport,
+            base,
+            gsi,
+        } = self.attach_virtio(WHAT, vm, mem, rng, events)?;
+        self.virtio.push(VirtioSlot {
+            base,
+            gsi,
+            handle: VirtioHandle::Rng(transport),
         });
         Ok(())
     }

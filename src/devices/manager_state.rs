@@ -6,7 +6,8 @@
 //! Saved: the 8250's registers and receive FIFO (vm-superio's
 //! `SerialState`), the boot markers' write count, each virtio transport
 //! (registers, queues, ring positions) and device (the console's input,
-//! size and held output; each disk's identity). Not saved, because there is
+//! size and held output; each disk's identity; the entropy device has
+//! nothing beyond its transport). Not saved, because there is
 //! nothing to save: the debug-exit register (stateless) and the i8042
 //! (vm-superio keeps only its reset line and exposes no state; a guest that
 //! reads the controller after a restore sees its power-on values).
@@ -37,6 +38,8 @@ pub enum VirtioKindSnapshot {
     Console(ConsoleSnapshot),
     /// A disk: which image.
     Block(DiskIdentity),
+    /// The entropy device (no state of its own beyond its transport).
+    Rng,
 }
 
 /// One virtio device.
@@ -127,6 +130,7 @@ impl DeviceManager {
                         VirtioKindSnapshot::Block(disk::identity(b.device().disk())?),
                     )
                 }
+                VirtioHandle::Rng(r) => (lock(r).save_state(), VirtioKindSnapshot::Rng),
             };
             virtio.push(VirtioSnapshot {
                 base: slot.base,
@@ -173,6 +177,9 @@ impl DeviceManager {
                 }
                 (VirtioHandle::Block(b), VirtioKindSnapshot::Block(_)) => {
                     lock(b).restore_state(&saved.transport)?;
+                }
+                (VirtioHandle::Rng(r), VirtioKindSnapshot::Rng) => {
+                    lock(r).restore_state(&saved.transport)?;
                 }
                 _ => {
                     return Err(format!(

@@ -117,6 +117,28 @@ fn several_virtio_devices_get_their_own_window_gsi_and_cmdline_entry() {
 }
 
 #[test]
+fn the_entropy_device_follows_the_console_with_its_own_window() {
+    let vm = Recorder::default();
+    let mut dm = DeviceManager::new();
+    let mem = mem();
+    dm.attach_virtio_console(&vm, &mem, &output()).unwrap();
+    dm.attach_virtio_rng(&vm, &mem).unwrap();
+    let base = VIRTIO_MMIO_START + 0x1000;
+    let buses = dm.buses();
+    assert_eq!(read32(&buses, base + regs::DEVICE_ID), Some(4));
+    assert_eq!(
+        dm.cmdline_entries()[1],
+        format!("virtio_mmio.device=4K@{base:#x}:{}", VIRTIO_FIRST_IRQ + 1)
+    );
+    // One queue, one ioeventfd.
+    let notify = base + regs::QUEUE_NOTIFY;
+    assert!(vm.ioevents.borrow().contains(&(notify, 0)));
+    assert!(!vm.ioevents.borrow().contains(&(notify, 1)));
+    assert!(dm.virtio_rng().is_some() && dm.virtio_console().is_some());
+    assert_eq!(dm.virtio_disks().count(), 0);
+}
+
+#[test]
 fn running_out_of_gsis_is_a_clean_error() {
     let vm = Recorder::default();
     let mut dm = DeviceManager::new();

@@ -14,12 +14,14 @@
 //! - `block.rs`: `virtio_blk`, the virtio disk's request processing.
 //! - `net.rs`: `virtio_net`, the network device's transmit and receive
 //!   paths, with `MemBackend` standing in for the tap.
+//! - `rng.rs`: `virtio_rng`, the entropy device's request processing.
 //! - `snapshot.rs`: `snapshot_state`, the snapshot state parser and the
 //!   device-state restore.
 
 mod block;
 mod kernel;
 mod net;
+mod rng;
 mod snapshot;
 mod text;
 mod virtio;
@@ -27,6 +29,7 @@ mod virtio;
 pub use block::virtio_blk;
 pub use kernel::kernel_image;
 pub use net::{MemBackend, virtio_net};
+pub use rng::virtio_rng;
 pub use snapshot::snapshot_state;
 pub use text::{cmdline, memory_size};
 pub use virtio::virtio_mmio;

@@ -202,6 +202,9 @@ impl Vmm {
         for (tap, mac) in taps {
             devices.attach_virtio_net(vm.fd(), vm.memory(), tap, mac)?;
         }
+        if config.rng {
+            devices.attach_virtio_rng(vm.fd(), vm.memory())?;
+        }
         let cmdline = images::full_cmdline(config, devices.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;
 

@@ -14,6 +14,7 @@ use crate::devices::virtio::block::BlockStats;
 use crate::devices::virtio::console::ConsoleStats;
 use crate::devices::virtio::mmio::TransportStats;
 use crate::devices::virtio::net::NetStats;
+use crate::devices::virtio::rng::RngStats;
 use crate::exit::VmEnd;
 use crate::host::process::Resident;
 use crate::kvm::exit_stats::ExitStats;
@@ -67,12 +68,14 @@ pub struct RunReport {
     pub resident: Resident,
     /// Guest RAM, still mapped (the VM itself is gone).
     pub guest_ram: GuestRam,
-    /// Each disk's image path and counters, in attach order.
-    pub disks: Vec<(String, BlockStats)>,
+    /// Each disk's image path and counters (device, transport), in attach order.
+    pub disks: Vec<(String, BlockStats, TransportStats)>,
     /// Each network device's tap name, counters and transport counters.
     pub nets: Vec<(String, NetStats, TransportStats)>,
     /// The virtio console's counters and its transport's, when attached.
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
+    /// The entropy device's counters and its transport's, when attached.
+    pub rng: Option<(RngStats, TransportStats)>,
 }
 
 /// What `run` says on stderr about one finished VM.
@@ -119,9 +122,9 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
                 report.marker_writes
             );
         }
-        for (i, (path, d)) in report.disks.iter().enumerate() {
+        for (i, (path, d, t)) in report.disks.iter().enumerate() {
             say!(
-                "tinyvmm: disk vd{} ({path}): {} requests, {} bytes read, {} bytes written, {} flushes, {} IOERR, {} UNSUPP, {} bad chains",
+                "tinyvmm: disk vd{} ({path}): {} requests, {} bytes read, {} bytes written, {} flushes, {} IOERR, {} UNSUPP, {} bad chains, {} notifications (ioeventfd), {} interrupts",
                 char::from(b'a' + (i % 26) as u8),
                 d.requests,
                 d.read_bytes,
@@ -129,7 +132,22 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
                 d.flushes,
                 d.io_errors,
                 d.unsupported,
-                d.bad_chains
+                d.bad_chains,
+                t.notifications,
+                t.interrupts
+            );
+        }
+        if let Some((r, t)) = &report.rng {
+            say!(
+                "tinyvmm: virtio entropy: {} requests, {} bytes, {} capped at {} KiB, {} bad chains, {} host getrandom errors, {} budget stops, {} notifications",
+                r.requests,
+                r.bytes,
+                r.capped,
+                crate::devices::virtio::rng::MAX_REQUEST_BYTES >> 10,
+                r.bad_chains,
+                r.host_errors,
+                r.budget_stops,
+                t.notifications
             );
         }
         for (i, (tap, n, t)) in report.nets.iter().enumerate() {

@@ -90,7 +90,7 @@ impl Vmm {
             .iter()
             .filter_map(|v| match &v.device {
                 VirtioKindSnapshot::Block(d) => Some(d),
-                VirtioKindSnapshot::Console(_) => None,
+                VirtioKindSnapshot::Console(_) | VirtioKindSnapshot::Rng => None,
             })
             .collect();
         if opts.disks.len() > saved_disks.len() {
@@ -160,6 +160,7 @@ impl Vmm {
                         .ok_or_else(|| bad_state("disks")("missing".into()))?;
                     devices.attach_virtio_block(vm.fd(), vm.memory(), image)?
                 }
+                VirtioKindSnapshot::Rng => devices.attach_virtio_rng(vm.fd(), vm.memory())?,
             }
         }
         devices

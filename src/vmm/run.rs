@@ -159,6 +159,7 @@ impl Vmm {
                     (
                         d.device().disk().path().display().to_string(),
                         d.device().stats(),
+                        d.stats(),
                     )
                 })
                 .collect(),
@@ -174,6 +175,10 @@ impl Vmm {
             virtio_console: self.devices.virtio_console().map(|c| {
                 let c = lock(c);
                 (c.device().stats(), c.stats())
+            }),
+            rng: self.devices.virtio_rng().map(|r| {
+                let r = lock(r);
+                (r.device().stats(), r.stats())
             }),
         })
     }

@@ -10,7 +10,9 @@
 //! - `queue.rs`: walking a descriptor chain (2.7.5) that a hostile driver
 //!   wrote, with every length, address and direction checked.
 //! - `console.rs`: the virtio console, device id 3 (5.3).
+//! - `block/`: the virtio disk, device id 2 (5.2).
 //! - `net/`: the network device on a host tap, device id 1 (5.1).
+//! - `rng.rs`: the entropy device, device id 4 (5.4).
 //! - `events.rs`: the event-manager subscriber that does the device work on
 //!   the main thread when a queue notification (ioeventfd) or a device event
 //!   arrives. vCPU threads only touch registers.
@@ -32,6 +34,7 @@ pub mod mmio;
 pub mod net;
 pub mod queue;
 pub mod regs;
+pub mod rng;
 
 use vm_memory::GuestMemoryMmap;
 
