@@ -291,6 +291,13 @@ gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
 	-o "$rootfs/bin/tlscheck" "$initramfs_src/tlscheck.c" \
 	|| die "cannot build $initramfs_src/tlscheck.c"
 chmod 0755 "$rootfs/bin/tlscheck"
+# /bin/diskbench: in-guest disk throughput and IOPS with O_DIRECT
+# (tinyvmm.diskbench=, benches/disk.rs). Freestanding C like tlscheck.
+gcc -Os -static -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+	-fno-asynchronous-unwind-tables -Wall -Wextra -Werror \
+	-o "$rootfs/bin/diskbench" "$initramfs_src/diskbench.c" \
+	|| die "cannot build $initramfs_src/diskbench.c"
+chmod 0755 "$rootfs/bin/diskbench"
 install -m 0644 "$initramfs_src/fstab" "$rootfs/etc/fstab"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$rootfs/etc/group"

@@ -53,7 +53,10 @@ pub fn prepared(ctx: &Context, ids: &[PathId]) -> Vec<Prepared> {
             Ok(p) => Some(p),
             Err(reason) => {
                 let require = std::env::var_os(REQUIRE_KVM).is_some_and(|v| v == "1");
-                let tinyvmm = matches!(id, PathId::TinyvmmTiny | PathId::TinyvmmLinux);
+                let tinyvmm = matches!(
+                    id,
+                    PathId::TinyvmmTiny | PathId::TinyvmmLinux | PathId::TinyvmmDisk
+                );
                 assert!(
                     !(require && tinyvmm),
                     "{}: absent: {reason}; {REQUIRE_KVM}=1 is set, so it may not be left out",

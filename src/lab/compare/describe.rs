@@ -21,7 +21,10 @@ impl Prepared {
         match &self.launcher {
             Launcher::Vmm { args, .. } => {
                 let has = |opts: &[&str]| args.iter().any(|a| opts.contains(&a.as_str()));
-                if has(&["--disk", "-drive"]) {
+                let read_only = args.iter().any(|a| a.contains("readonly=on"));
+                if has(&["--disk", "-drive"]) && read_only {
+                    "none: the root is a disk image attached read-only (readonly=on); the guest cannot write it".into()
+                } else if has(&["--disk", "-drive"]) {
                     "a disk image is attached: what the guest writes to it stays on the host".into()
                 } else if has(&["--initrd", "-initrd"]) {
                     "none: no disk device; the root file system is the initramfs, in guest RAM; gone at exit".into()
@@ -60,6 +63,7 @@ impl Prepared {
         match self.id {
             PathId::TinyvmmTiny
             | PathId::TinyvmmLinux
+            | PathId::TinyvmmDisk
             | PathId::TinyvmmTinyRestored
             | PathId::TinyvmmLinuxRestored => format!(
                 "{linking}; the VMM alone, with the tiny guest embedded ({} KiB); the lab is in tinyvmm-lab",

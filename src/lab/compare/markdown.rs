@@ -155,7 +155,13 @@ const ROWS: &[(&str, Cell)] = &[
             ))
         },
     ),
-    ("**Persistence**", |p| p.persistence.clone()),
+    ("**Persistence**", |p| {
+        let configured = p.persistence.clone()?;
+        Some(match &p.persistence_measured {
+            Some(m) => format!("{}; timed runs: {configured}", m.sentence()),
+            None => configured,
+        })
+    }),
 ];
 
 /// Ratio line: medians relative to the first present path of `order`.
@@ -170,6 +176,7 @@ fn ratios(report: &Report, what: &str, value: fn(&PathResult) -> Option<f64>) ->
         PathId::TinyvmmLinux,
         PathId::TinyvmmTinyRestored,
         PathId::TinyvmmLinuxRestored,
+        PathId::TinyvmmDisk,
     ];
     let vals: Vec<(&str, f64)> = order
         .iter()

@@ -1,5 +1,6 @@
 //! `tinyvmm compare`: the same workload on every path (tinyvmm + tiny
-//! guest, tinyvmm + Linux, QEMU microvm + Linux, crun, runc), measured
+//! guest, tinyvmm + Linux with an initramfs or a disk root, QEMU microvm +
+//! Linux, crun, runc), measured
 //! the same way (`crate::lab::measure`), reported as the VMs-vs-containers
 //! table.
 //!
@@ -7,13 +8,16 @@
 //! paths: `--linux-runs`), untraced; then up to three traced runs whose
 //! processes are read at their exit (memory, isolation; tracing stops a
 //! process at exec, which would skew startup); then `--density K`
-//! instances start at once.
+//! instances start at once; then two more instances measure what
+//! survives one (`persistence.rs`).
 
 pub mod describe;
+pub mod disk;
 pub mod host;
 pub mod markdown;
 pub mod paths;
 pub mod peers;
+pub mod persistence;
 pub mod plot;
 pub mod restored;
 pub mod results;
@@ -287,6 +291,14 @@ fn measure_path(
         let ns: Vec<usize> = (0..k).map(|_| next()).collect();
         summary::density(&launch_batch(p, &ns, true, &mut failures), expected)
     });
+    progress.show(&format!(
+        "{}: persistence (one instance writes, the next reads){hint}",
+        id.label()
+    ));
+    let persistence_measured = persistence::probe(p, ctx)
+        .map_err(|why| failures.push(format!("persistence not measured: {why}")))
+        .ok()
+        .flatten();
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     PathResult {
         path: id,
@@ -315,6 +327,7 @@ fn measure_path(
             )
         }),
         persistence: Some(p.persistence()),
+        persistence_measured,
         how: Some(p.how()),
     }
 }

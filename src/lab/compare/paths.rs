@@ -22,6 +22,9 @@ pub enum PathId {
     TinyvmmTiny,
     /// tinyvmm booting the Linux kernel and busybox initramfs.
     TinyvmmLinux,
+    /// tinyvmm booting the same kernel with the same tree as an ext4 root
+    /// on a virtio disk (`disk.rs`).
+    TinyvmmDisk,
     /// QEMU `-M microvm` booting the same kernel and initramfs.
     QemuLinux,
     /// crun running the same rootfs as an OCI container.
@@ -40,9 +43,10 @@ pub enum PathId {
 
 impl PathId {
     /// Every path, in report order.
-    pub const ALL: [PathId; 9] = [
+    pub const ALL: [PathId; 10] = [
         PathId::TinyvmmTiny,
         PathId::TinyvmmLinux,
+        PathId::TinyvmmDisk,
         PathId::QemuLinux,
         PathId::Firecracker,
         PathId::CloudHypervisor,
@@ -57,6 +61,7 @@ impl PathId {
         match self {
             PathId::TinyvmmTiny => "tinyvmm + tiny guest",
             PathId::TinyvmmLinux => "tinyvmm + Linux",
+            PathId::TinyvmmDisk => "tinyvmm + Linux, root on disk",
             PathId::QemuLinux => "QEMU microvm + Linux",
             PathId::Crun => "crun",
             PathId::Runc => "runc",
@@ -73,6 +78,7 @@ impl PathId {
         matches!(
             self,
             PathId::TinyvmmLinux
+                | PathId::TinyvmmDisk
                 | PathId::QemuLinux
                 | PathId::Firecracker
                 | PathId::CloudHypervisor
@@ -276,6 +282,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
     };
     let mem = ctx.memory.1.clone();
     match id {
+        PathId::TinyvmmDisk => super::disk::prepare(ctx),
         PathId::TinyvmmTiny | PathId::TinyvmmLinux => {
             kvm()?;
             if !ctx.tinyvmm.is_file() {

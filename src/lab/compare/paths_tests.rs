@@ -10,6 +10,7 @@ fn linux_paths_and_vm_paths_are_told_apart() {
         linux,
         [
             PathId::TinyvmmLinux,
+            PathId::TinyvmmDisk,
             PathId::QemuLinux,
             PathId::Firecracker,
             PathId::CloudHypervisor,

@@ -16,6 +16,7 @@ fn short(id: PathId) -> &'static str {
     match id {
         PathId::TinyvmmTiny => "tinyvmm+tiny",
         PathId::TinyvmmLinux => "tinyvmm+Linux",
+        PathId::TinyvmmDisk => "tinyvmm+Linux (disk)",
         PathId::QemuLinux => "QEMU+Linux",
         PathId::Crun => "crun",
         PathId::Runc => "runc",

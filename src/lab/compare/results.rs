@@ -22,8 +22,9 @@ pub struct Report {
 
 /// Version of the JSON layout: 2 added `schema_version`, `how`,
 /// `footprint.charged_kib` (cgroup peak, now in `total_kib`) and
-/// `size.launcher_contains`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `size.launcher_contains`; 3 added `persistence_measured` and the
+/// `tinyvmm-disk` path.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One path's results, or why it is absent.
 #[derive(Clone, Debug, Serialize)]
@@ -50,8 +51,12 @@ pub struct PathResult {
     pub density: Option<Density>,
     /// Isolation facts read from the system.
     pub isolation: Option<Isolation>,
-    /// What survives the instance, derived from the path's configuration.
+    /// What survives the instance, derived from the path's configuration
+    /// (as the timed runs ran it).
     pub persistence: Option<String>,
+    /// What survived, measured: one instance writes a file, the next
+    /// reads it (`persistence.rs`); absent where it cannot be measured.
+    pub persistence_measured: Option<super::persistence::Persistence>,
     /// How the path was started (runtime version, namespace workarounds).
     pub how: Option<String>,
 }
@@ -72,6 +77,7 @@ impl PathResult {
             density: None,
             isolation: None,
             persistence: None,
+            persistence_measured: None,
             how: None,
         }
     }

@@ -216,6 +216,7 @@ pub fn isolation(
             "its own (tiny guest kernel)".to_string()
         }
         PathId::TinyvmmLinux
+        | PathId::TinyvmmDisk
         | PathId::QemuLinux
         | PathId::TinyvmmLinuxRestored
         | PathId::Firecracker
