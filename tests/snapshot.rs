@@ -141,6 +141,22 @@ fn tiny_guest_snapshot_at_the_marker_restores_and_exits_with_its_status() {
 }
 
 #[test]
+fn a_two_vcpu_guest_is_saved_and_restored() {
+    // vCPU 1 waits in the in-kernel LAPIC for a SIPI the tiny guest never
+    // sends: it is parked and saved like vCPU 0 (its MP state included).
+    if !kvm_available("a_two_vcpu_guest_is_saved_and_restored") {
+        return;
+    }
+    let d = TempDir::new("smp");
+    let dir = d.s("snap");
+    let out = snapshot(&dir, "tiny.exit=7", &["--vcpus", "2"]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let r = restore(&dir, &[]);
+    assert_eq!(r.code, Some(7), "stderr: {}", r.stderr);
+    assert!(r.stdout.contains("TINYVMM-GUEST-OK"), "{}", r.stdout);
+}
+
+#[test]
 fn sigusr1_saves_a_running_guest_which_goes_on_and_restores() {
     let test = "sigusr1_saves_a_running_guest_which_goes_on_and_restores";
     if !kvm_available(test) {

@@ -242,11 +242,11 @@ pub fn vm_state_is_consistent(state: &VmState) -> bool {
 /// CPUID feature registers a guest may rely on: (leaf, subleaf, register
 /// index eax=0..edx=3, bits KVM changes by itself at run time).
 const FEATURE_WORDS: [(u32, u32, usize, u32); 7] = [
-    (1, 0, 2, 1 << 27), // ecx; OSXSAVE follows CR4
-    (1, 0, 3, 1 << 9),  // edx; APIC follows the APIC base MSR
-    (7, 0, 1, 0),       // ebx
-    (7, 0, 2, 1 << 4),  // ecx; OSPKE follows CR4
-    (7, 0, 3, 0),       // edx
+    (1, 0, 2, 1 << 27),          // ecx; OSXSAVE follows CR4
+    (1, 0, 3, 1 << 9 | 1 << 28), // edx; APIC follows the APIC base MSR, HTT the topology the VMM set
+    (7, 0, 1, 0),                // ebx
+    (7, 0, 2, 1 << 4),           // ecx; OSPKE follows CR4
+    (7, 0, 3, 0),                // edx
     (0x8000_0001, 0, 2, 0),
     (0x8000_0001, 0, 3, 0),
 ];
