@@ -310,7 +310,9 @@ exit 3"#;
     }
 }
 
-/// SIGTERM to tinyvmm runs the workload's trap handler, as SIGTERM to crun does.
+/// SIGTERM to tinyvmm runs the workload's trap handler, as SIGTERM to crun
+/// does; a workload that ignores it is stopped after --stop-timeout (143
+/// and one line).
 #[test]
 fn sigterm_reaches_the_workloads_trap_handler() {
     let test = "sigterm_reaches_the_workloads_trap_handler";
@@ -322,6 +324,18 @@ fn sigterm_reaches_the_workloads_trap_handler() {
         "sig",
         &rootfs,
         process(&["sh", "-c", script], 0, 0, &[], "/"),
+        true,
+    );
+    let deaf = Bundle::new(
+        "deaf",
+        &rootfs,
+        process(
+            &["sh", "-c", "trap '' TERM; echo ready; sleep 600"],
+            0,
+            0,
+            &[],
+            "/",
+        ),
         true,
     );
     let signalled = |mut command: Command| -> Result3 {
@@ -350,6 +364,11 @@ fn sigterm_reaches_the_workloads_trap_handler() {
         let cmd = tinyvmm_command(&b, &kernel);
         move || signalled(cmd)
     });
+    let stopped = std::thread::spawn({
+        let mut cmd = tinyvmm_command(&deaf, &kernel);
+        cmd.args(["--stop-timeout", "1"]);
+        move || signalled(cmd)
+    });
     let c = signalled(crun_command(
         &b,
         &format!("tinyvmm-test-sig-{}", std::process::id()),
@@ -358,6 +377,15 @@ fn sigterm_reaches_the_workloads_trap_handler() {
     assert_eq!(c, v, "crun:\n{}\ntinyvmm:\n{}", show(&c), show(&v));
     assert_eq!(v.stdout, b"ready\ncaught TERM\n");
     assert_eq!(v.status, Some(42));
+    let s = stopped.join().unwrap();
+    assert_eq!(s.status, Some(143), "{}", show(&s));
+    assert_eq!(s.stdout, b"ready\n");
+    let err = String::from_utf8_lossy(&s.stderr);
+    assert!(
+        err.contains("did not end within 1 s of signal 15"),
+        "{}",
+        show(&s)
+    );
 }
 
 /// Bad bundles: one `tinyvmm:` line and 125/126, before any VM.
