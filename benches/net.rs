@@ -75,12 +75,14 @@ impl Session {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // First the clean-up (a container's processes hold crun's stderr
+        // open until it is deleted), then what the child said.
+        for c in &self.cleanup {
+            let _ = Command::new(&c[0]).args(&c[1..]).status();
+        }
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
-        }
-        for c in &self.cleanup {
-            let _ = Command::new(&c[0]).args(&c[1..]).status();
         }
         err
     }
