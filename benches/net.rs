@@ -146,11 +146,21 @@ fn qemu(kernels: &Path, workload: &str) -> Option<Session> {
     sh("ip", &["tuntap", "add", "dev", "tvq0", "mode", "tap"]);
     sh("ip", &["addr", "add", "10.0.4.1/24", "dev", "tvq0"]);
     sh("ip", &["link", "set", "tvq0", "up"]);
-    let cpu = if tinyvmm::host::kvm_emulates_guest_kernel() {
+    // Where guest kernel mode is emulated, QEMU gets the CPU model and the
+    // kernel options that hide what the emulator cannot run (XSAVE, ...),
+    // as tinyvmm and compare's QEMU path do; without the options the guest
+    // stopped with a KVM emulation failure at XRSTOR.
+    let pvm = tinyvmm::host::kvm_emulates_guest_kernel();
+    let cpu = if pvm {
         tinyvmm::lab::compare::paths::PVM_QEMU_CPU
     } else {
         "host"
     };
+    let mut append = linux_cmdline("ttyS0", "10.0.4.2", "10.0.4.1");
+    if pvm {
+        append.push(' ');
+        append.push_str(tinyvmm::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS);
+    }
     let (k, i) = (kernels.join("vmlinux"), kernels.join("initramfs.cpio"));
     let mut child = Command::new(qemu)
         .args([
@@ -172,7 +182,7 @@ fn qemu(kernels: &Path, workload: &str) -> Option<Session> {
         .arg(&k)
         .arg("-initrd")
         .arg(&i)
-        .args(["-append", &linux_cmdline("ttyS0", "10.0.4.2", "10.0.4.1")])
+        .args(["-append", &append])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
