@@ -90,6 +90,12 @@ pub struct RunArgs {
     /// (Firecracker makes its entropy device opt-in).
     #[arg(long, value_enum, default_value = "on")]
     pub rng: OnOff,
+    /// A virtio socket device: cid=N,socket=PATH (Firecracker's host side).
+    /// tinyvmm listens on PATH: a client writes `CONNECT <port>\n` to reach
+    /// a guest listener and is answered `OK <host port>\n`; a guest
+    /// connecting to host port P reaches a listener on `PATH_P`.
+    #[arg(long, value_name = "cid=N,socket=PATH")]
+    pub vsock: Option<String>,
     /// Once the VM is built, run as this user id (with --gid), as
     /// Firecracker's jailer does: the VMM then holds no root privilege
     /// while the guest runs. Every capability is dropped either way.
@@ -204,6 +210,7 @@ impl RunArgs {
                 .map(|n| config::parse_net(n))
                 .collect::<Result<_, _>>()?,
             rng: self.rng == OnOff::On,
+            vsock: self.vsock.as_deref().map(config::parse_vsock).transpose()?,
             rebuilds: self.repeat > 1,
             snapshot: match (&self.snapshot_on_marker, &self.snapshot_dir) {
                 (Some(dir), _) => Some(config::SnapshotPlan {

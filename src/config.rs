@@ -9,7 +9,7 @@ use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, HIMEM_START};
 
 #[path = "config_devices.rs"]
 mod devices;
-pub use devices::{parse_disk, parse_net};
+pub use devices::{parse_disk, parse_net, parse_vsock};
 
 /// The default command line when `--cmdline` is not given; the console
 /// option and device entries (`virtio_mmio.device=`) are appended to it.
@@ -114,6 +114,8 @@ pub struct VmConfig {
     pub nets: Vec<crate::devices::virtio::net::NetConfig>,
     /// A virtio entropy device (virtio-rng) filled from the host's getrandom(2).
     pub rng: bool,
+    /// The virtio socket device (`--vsock`), if any.
+    pub vsock: Option<crate::devices::virtio::vsock::VsockConfig>,
     /// This process builds more VMs after this one (`--repeat`): it keeps
     /// the build stage's sandbox and capabilities, which a build needs.
     pub rebuilds: bool,
@@ -168,6 +170,7 @@ impl Default for VmConfig {
             disks: Vec::new(),
             nets: Vec::new(),
             rng: true,
+            vsock: None,
             rebuilds: false,
             snapshot: None,
             bundle: None,
@@ -204,6 +207,13 @@ impl VmConfig {
         if self.snapshot.is_some() && !self.nets.is_empty() {
             return Err(ConfigError::Path(
                 "--snapshot-on-marker/--snapshot-dir: a VM with --net cannot be saved yet".into(),
+            ));
+        }
+        // Nor one with --vsock: its connections are not saved (a restored
+        // guest gets a transport reset, `Vsock::transport_reset`).
+        if self.snapshot.is_some() && self.vsock.is_some() {
+            return Err(ConfigError::Path(
+                "--snapshot-on-marker/--snapshot-dir: a VM with --vsock cannot be saved yet".into(),
             ));
         }
         // Nor a bundle's VM: its second console and control channel are

@@ -1,4 +1,4 @@
-//! The device options of `tinyvmm run` (`--disk`, `--net`), each parsed
+//! The device options of `tinyvmm run` (`--disk`, `--net`, `--vsock`), each parsed
 //! from its key=value text (`crate::options`) into the device's plain-data
 //! configuration, with one error line naming the option.
 
@@ -52,4 +52,34 @@ pub fn parse_net(text: &str) -> Result<crate::devices::virtio::net::NetConfig, C
     };
     let mac = o.get("mac").map(parse_mac).transpose().map_err(bad)?;
     Ok(NetConfig { backend, mac })
+}
+
+/// Parses `--vsock cid=N,socket=PATH`: the guest's context id (3 and up,
+/// below 2^32: Linux's `sockaddr_vm` has 32 bits) and the host socket path,
+/// short enough for `PATH_<port>` to fit a Unix socket address.
+pub fn parse_vsock(text: &str) -> Result<crate::devices::virtio::vsock::VsockConfig, ConfigError> {
+    use crate::devices::virtio::vsock::host::{PORT_SUFFIX_MAX, SUN_PATH_MAX};
+    let o = crate::options::Options::parse("--vsock", text, &["cid", "socket"])
+        .map_err(ConfigError::Path)?;
+    let cid_text = o.required("cid").map_err(ConfigError::Path)?;
+    let cid = cid_text
+        .parse::<u64>()
+        .ok()
+        .filter(|c| (3..u64::from(u32::MAX)).contains(c))
+        .ok_or_else(|| {
+            ConfigError::Path(format!(
+                "--vsock {text:?}: cid {cid_text:?} must be a number from 3 to 4294967294 (0-2 are reserved)"
+            ))
+        })?;
+    let socket = o.required("socket").map_err(ConfigError::Path)?;
+    if socket.len() + PORT_SUFFIX_MAX > SUN_PATH_MAX {
+        return Err(ConfigError::Path(format!(
+            "--vsock {text:?}: the socket path is longer than {} bytes (PATH_<port> must fit a Unix socket address)",
+            SUN_PATH_MAX - PORT_SUFFIX_MAX
+        )));
+    }
+    Ok(crate::devices::virtio::vsock::VsockConfig {
+        cid,
+        socket: socket.into(),
+    })
 }

@@ -63,6 +63,11 @@ fn virtio_rng_corpus_replays() {
 }
 
 #[test]
+fn virtio_vsock_corpus_replays() {
+    replay("virtio_vsock", fuzz_harness::virtio_vsock);
+}
+
+#[test]
 fn kernel_image_corpus_replays() {
     replay("kernel_image", fuzz_harness::kernel_image);
 }

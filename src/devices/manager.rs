@@ -26,6 +26,7 @@ use super::virtio::events::VirtioEvents;
 use super::virtio::mmio::MmioTransport;
 use super::virtio::net::Net;
 use super::virtio::rng::Rng;
+use super::virtio::vsock::Vsock;
 use super::virtio::{VirtioDevice, regs};
 use crate::arch::x86_64::layout::VIRTIO_MMIO_SIZE;
 
@@ -86,6 +87,8 @@ pub type VirtioBlock = Arc<Mutex<MmioTransport<Block>>>;
 
 /// A virtio network device behind its transport.
 pub type VirtioNet = Arc<Mutex<MmioTransport<Net>>>;
+/// The virtio socket device behind its transport.
+pub type VirtioVsock = Arc<Mutex<MmioTransport<Vsock>>>;
 
 /// The entropy device behind its transport.
 pub type VirtioRng = Arc<Mutex<MmioTransport<Rng>>>;
@@ -101,6 +104,8 @@ pub enum VirtioHandle {
     Net(VirtioNet),
     /// The entropy device (device id 4).
     Rng(VirtioRng),
+    /// The socket device (device id 19).
+    Vsock(VirtioVsock),
 }
 
 /// One attached virtio device: where it is and what it is.

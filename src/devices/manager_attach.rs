@@ -1,6 +1,6 @@
 //! The device manager's `attach_*` for each virtio device: the console
-//! (and `run --bundle`'s second console), the disk, the network device and
-//! the entropy device.
+//! (and `run --bundle`'s second console), the disk, the network device,
+//! the entropy device and the socket device.
 //! Each creates the device, hands it to `DeviceManager::attach_virtio`
 //! with the extra events its work waits on, and keeps its typed handle.
 
@@ -16,9 +16,10 @@ use super::super::virtio::console::{self as virtio_console, Console};
 use super::super::virtio::net::Net;
 use super::super::virtio::net::events::TapEvents;
 use super::super::virtio::rng::Rng;
+use super::super::virtio::vsock::{Vsock, VsockConfig, events::VsockSockets};
 use super::{
-    Attached, DeviceError, DeviceManager, VirtioConsole, VirtioHandle, VirtioSlot, VmWiring,
-    clone_fd,
+    Attached, DeviceError, DeviceManager, VirtioConsole, VirtioHandle, VirtioSlot, VirtioVsock,
+    VmWiring, clone_fd, eventfd,
 };
 
 impl DeviceManager {
@@ -155,5 +156,40 @@ impl DeviceManager {
             handle: VirtioHandle::Rng(transport),
         });
         Ok(())
+    }
+
+    /// The virtio socket device on the listener bound during the build
+    /// (`vsock::host::listen`); its sockets get a subscriber of their own.
+    pub fn attach_virtio_vsock(
+        &mut self,
+        vm: &impl VmWiring,
+        mem: &GuestMemoryMmap,
+        config: &VsockConfig,
+        listener: std::os::unix::net::UnixListener,
+    ) -> Result<(), DeviceError> {
+        const WHAT: &str = "the virtio socket device";
+        let wake = eventfd(WHAT)?;
+        let device = Vsock::new(config, listener, clone_fd(WHAT, &wake)?);
+        let Attached {
+            transport,
+            base,
+            gsi,
+        } = self.attach_virtio(WHAT, vm, mem, device, Vec::new())?;
+        self.subscribers
+            .push(Box::new(VsockSockets::new(transport.clone(), wake)));
+        self.virtio.push(VirtioSlot {
+            base,
+            gsi,
+            handle: VirtioHandle::Vsock(transport),
+        });
+        Ok(())
+    }
+
+    /// The virtio socket device, if attached.
+    pub fn virtio_vsock(&self) -> Option<&VirtioVsock> {
+        self.virtio.iter().find_map(|s| match &s.handle {
+            VirtioHandle::Vsock(v) => Some(v),
+            _ => None,
+        })
     }
 }

@@ -123,6 +123,12 @@ impl DeviceManager {
                         "a virtio-net device has no saved state yet",
                     ));
                 }
+                VirtioHandle::Vsock(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "a virtio-vsock device has no saved state yet",
+                    ));
+                }
                 VirtioHandle::Block(b) => {
                     let b = lock(b);
                     (

@@ -17,6 +17,8 @@
 //! - `rng.rs`: `virtio_rng`, the entropy device's request processing.
 //! - `snapshot.rs`: `snapshot_state`, the snapshot state parser and the
 //!   device-state restore.
+//! - `vsock.rs`: `virtio_vsock`, the vsock device's packets, credit and
+//!   sockets.
 
 mod block;
 mod kernel;
@@ -25,6 +27,7 @@ mod rng;
 mod snapshot;
 mod text;
 mod virtio;
+mod vsock;
 
 pub use block::virtio_blk;
 pub use kernel::kernel_image;
@@ -33,6 +36,7 @@ pub use rng::virtio_rng;
 pub use snapshot::snapshot_state;
 pub use text::{cmdline, memory_size};
 pub use virtio::virtio_mmio;
+pub use vsock::virtio_vsock;
 
 /// The fuzzer's bytes, read front to back; past the end every read is 0,
 /// so a harness never has to handle a short input specially.

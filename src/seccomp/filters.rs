@@ -156,6 +156,17 @@ pub const BUILD_SYSCALLS: &[i64] = &[
     libc::SYS_nanosleep,
     libc::SYS_getrandom,
     libc::SYS_prlimit64,
+    // --vsock: bind and listen on PATH; a stale socket there is found by a
+    // refused connect and removed (vsock/host.rs). `socket` itself is
+    // allowed only for Unix stream sockets (`unix_stream_socket`).
+    libc::SYS_bind,
+    libc::SYS_listen,
+    libc::SYS_connect,
+    libc::SYS_unlink,
+    // ... and what the run stage adds for it (filters stack: every call
+    // the run stage allows must pass this filter too).
+    libc::SYS_accept4,
+    libc::SYS_shutdown,
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
@@ -182,6 +193,12 @@ pub const RUN_SYSCALLS: &[i64] = &[
     // disks' identity.
     libc::SYS_ftruncate,
     libc::SYS_fstat,
+    // --vsock: host clients on the listener, connections to PATH_<port>
+    // for the guest (`socket` only as `unix_stream_socket` allows),
+    // half-closes.
+    libc::SYS_accept4,
+    libc::SYS_connect,
+    libc::SYS_shutdown,
     libc::SYS_close,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,
@@ -261,8 +278,27 @@ pub fn build_filter() -> Result<BpfProgram, SeccompError> {
         )?,
     ])
     .map_err(err)?;
-    rules.insert(libc::SYS_socket, vec![inet_dgram]);
+    // `--vsock`: Unix stream sockets (std's bind and connect).
+    let mut socket = vec![inet_dgram];
+    socket.extend(unix_stream_socket(libc::SOCK_CLOEXEC)?);
+    rules.insert(libc::SYS_socket, socket);
     build(rules)
+}
+
+/// `socket(AF_UNIX, SOCK_STREAM | flags, 0)` and no other socket: the
+/// vsock device's Unix sockets (std's bind and connect at build, non-blocking
+/// connections at run time), never a network socket.
+fn unix_stream_socket(flags: i32) -> Result<Vec<SeccompRule>, SeccompError> {
+    let conds = vec![
+        arg_eq(0, SeccompCmpArgLen::Dword, libc::AF_UNIX as u64)?,
+        arg_eq(
+            1,
+            SeccompCmpArgLen::Dword,
+            (libc::SOCK_STREAM | flags) as u64,
+        )?,
+        arg_eq(2, SeccompCmpArgLen::Dword, 0)?,
+    ];
+    Ok(vec![SeccompRule::new(conds).map_err(err)?])
 }
 
 /// `arg` (0-based) equals `value`.
@@ -301,6 +337,10 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
     rules.insert(libc::SYS_mmap, no_exec(2)?);
     rules.insert(libc::SYS_mprotect, no_exec(2)?);
+    rules.insert(
+        libc::SYS_socket,
+        unix_stream_socket(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?,
+    );
     let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL].map(|c| c as u64);
     rules.insert(libc::SYS_fcntl, one_of(1, &fcntl)?);
     rules.insert(

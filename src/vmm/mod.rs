@@ -30,6 +30,7 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::legacy::SerialSetup;
 use crate::devices::manager::{DeviceError, DeviceManager};
 use crate::devices::output::{DEFAULT_CAPACITY, GuestOutput};
+use crate::devices::virtio::vsock;
 use crate::exit::{self, ExitSignal};
 use crate::kvm::pause::Pause;
 use crate::kvm::vcpu::{Vcpu, VcpuSetup, base_cpuid};
@@ -67,6 +68,9 @@ pub enum VmmError {
     /// A `--net` tap could not be opened or created.
     #[error("{0}")]
     Net(String),
+    /// The vsock socket path is unusable.
+    #[error(transparent)]
+    Vsock(#[from] crate::devices::virtio::vsock::host::ListenError),
     /// Something else the VM needs could not be set up.
     #[error("setting up {0}: {1}")]
     Setup(&'static str, String),
@@ -85,6 +89,7 @@ impl VmmError {
             | VmmError::Disk(_)
             | VmmError::Net(_)
             | VmmError::Snapshot(_) => exit::EXIT_BAD_IMAGE,
+            VmmError::Vsock(_) => exit::EXIT_BAD_IMAGE,
             VmmError::Kvm(_)
             | VmmError::Devices(_)
             | VmmError::Setup(..)
@@ -154,6 +159,8 @@ impl Vmm {
         // files, also checked before any KVM call.
         let profiler = crate::profile::Profiler::new(config, &mem, process_start)
             .map_err(ConfigError::Path)?;
+        // The vsock listener too (a path in use or not a socket: 126).
+        let vsock_listener = config.vsock.as_ref().map(vsock::host::listen).transpose()?;
 
         // 3. The VM: memory slots, irqchip, PIT.
         let kvm = open_kvm()?;
@@ -204,6 +211,9 @@ impl Vmm {
         }
         if config.rng {
             devices.attach_virtio_rng(vm.fd(), vm.memory())?;
+        }
+        if let (Some(c), Some(listener)) = (&config.vsock, vsock_listener) {
+            devices.attach_virtio_vsock(vm.fd(), vm.memory(), c, listener)?;
         }
         let cmdline = images::full_cmdline(config, devices.cmdline_entries());
         crate::config::validate_cmdline(&cmdline)?;

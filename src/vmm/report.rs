@@ -15,6 +15,7 @@ use crate::devices::virtio::console::ConsoleStats;
 use crate::devices::virtio::mmio::TransportStats;
 use crate::devices::virtio::net::NetStats;
 use crate::devices::virtio::rng::RngStats;
+use crate::devices::virtio::vsock::VsockStats;
 use crate::exit::VmEnd;
 use crate::host::process::Resident;
 use crate::kvm::exit_stats::ExitStats;
@@ -76,6 +77,8 @@ pub struct RunReport {
     pub virtio_console: Option<(ConsoleStats, TransportStats)>,
     /// The entropy device's counters and its transport's, when attached.
     pub rng: Option<(RngStats, TransportStats)>,
+    /// The vsock device's counters and its transport's, when attached.
+    pub vsock: Option<(VsockStats, TransportStats)>,
 }
 
 /// What `run` says on stderr about one finished VM.
@@ -153,10 +156,42 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
         for (i, (tap, n, t)) in report.nets.iter().enumerate() {
             say!("{}", net_report(i, tap, n, t));
         }
+        if let Some((v, t)) = &report.vsock {
+            say!("{}", vsock_report(v, t));
+        }
         for m in &report.markers {
             say!("{}", m.report());
         }
     }
+}
+
+/// The `--stats` line of the vsock device: traffic, then every drop.
+pub fn vsock_report(v: &VsockStats, t: &TransportStats) -> String {
+    format!(
+        "tinyvmm: vsock: {} packets from the guest ({} bytes), {} to it ({} bytes), \
+         {} host connections, {} guest connections, {} notifications, {} interrupts; \
+         refused: {} no listener, {} at the limit, {} bad CONNECT lines; \
+         dropped: {} bad chains, {} bad packets, {} wrong cid, {} credit violations, \
+         {} resets not sent, {} accept errors; {} transport resets",
+        v.tx_packets,
+        v.tx_bytes,
+        v.rx_packets,
+        v.rx_bytes,
+        v.host_connections,
+        v.guest_connections,
+        t.notifications,
+        t.interrupts,
+        v.refused_host,
+        v.refused_limit,
+        v.bad_connect_lines,
+        v.bad_chains,
+        v.bad_packets,
+        v.wrong_cid,
+        v.credit_violations,
+        v.dropped_rsts,
+        v.accept_errors,
+        v.transport_resets
+    )
 }
 
 /// The `--stats` lines for the virtio console and its transport.

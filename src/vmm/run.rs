@@ -180,6 +180,10 @@ impl Vmm {
                 let r = lock(r);
                 (r.device().stats(), r.stats())
             }),
+            vsock: self.devices.virtio_vsock().map(|v| {
+                let v = lock(v);
+                (v.device().stats(), v.stats())
+            }),
         })
     }
 

@@ -13,6 +13,7 @@
 //! - `block/`: the virtio disk, device id 2 (5.2).
 //! - `net/`: the network device on a host tap, device id 1 (5.1).
 //! - `rng.rs`: the entropy device, device id 4 (5.4).
+//! - `vsock/`: the virtio socket device, id 19 (5.10), on host Unix sockets.
 //! - `events.rs`: the event-manager subscriber that does the device work on
 //!   the main thread when a queue notification (ioeventfd) or a device event
 //!   arrives. vCPU threads only touch registers.
@@ -35,6 +36,7 @@ pub mod net;
 pub mod queue;
 pub mod regs;
 pub mod rng;
+pub mod vsock;
 
 use vm_memory::GuestMemoryMmap;
 
