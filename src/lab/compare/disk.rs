@@ -77,6 +77,7 @@ pub fn prepare(ctx: &Context) -> Result<Prepared, String> {
             program: ctx.tinyvmm.clone(),
             args: args(ctx, &kernel, &image, false, ""),
             timeout: ctx.linux_timeout,
+            pre_exec: None,
         },
         guest_memory: Some(ctx.memory.0),
         image: (

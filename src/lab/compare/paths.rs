@@ -160,6 +160,9 @@ pub enum Launcher {
         args: Vec<String>,
         /// Timeout.
         timeout: Duration,
+        /// Run in the child before exec: a restored Linux's request line
+        /// on stdin (`restored.rs`).
+        pre_exec: Option<fn() -> std::io::Result<()>>,
     },
     /// A container runtime with its bundle.
     Container(Runtime, Bundle),
@@ -188,12 +191,13 @@ impl Prepared {
                 program,
                 args,
                 timeout,
+                pre_exec,
             } => LaunchSpec {
                 program: program.clone(),
                 args: args.clone(),
                 marker: MARKER.into(),
                 guest_memory: self.guest_memory,
-                pre_exec: None,
+                pre_exec: *pre_exec,
                 trace,
                 trace_threads: false,
                 timeout: *timeout,
@@ -276,6 +280,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             program,
             args,
             timeout,
+            pre_exec: None,
         },
         guest_memory: Some(ctx.memory.0),
         image,

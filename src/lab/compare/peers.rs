@@ -183,6 +183,7 @@ fn peer(
             program,
             args,
             timeout: ctx.linux_timeout,
+            pre_exec: None,
         },
         guest_memory: Some(ctx.memory.0),
         image: (

@@ -110,6 +110,7 @@ pub fn probe(p: &Prepared, ctx: &Context) -> Result<Option<Persistence>, String>
             program,
             args,
             timeout,
+            ..
         } => {
             let vm = |extra: &str| -> Result<Instance, String> {
                 Ok(Instance {

@@ -7,11 +7,11 @@
 //!   marker (before its user-mode payload); each launch restores it and
 //!   runs the payload (the workload's loop, touch and exit).
 //! - "tinyvmm + Linux (restored)": Linux saved at the initramfs's warm ready
-//!   point (`tinyvmm.ready=1`, hvc0); each launch is
-//!   `sh -c 'echo request | exec tinyvmm restore DIR ...'`, so the request
-//!   line is on the restore's stdin from its spawn (sh's own start, about a
-//!   millisecond, is inside the measurement); the guest then runs the
-//!   workload and prints its marker line.
+//!   point (`tinyvmm.ready=1`, hvc0); each launch is `tinyvmm restore DIR`
+//!   itself, whose stdin is a pipe already holding the request line (made
+//!   in the child before exec, `request_on_stdin`), so every row measures
+//!   the VMM and not a wrapper; the guest then runs the workload and
+//!   prints its marker line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +52,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
     let dir: PathBuf = ctx.scratch.join(format!("snapshot-{id:?}").to_lowercase());
     let d = dir.display().to_string();
     let mut run: Vec<String> = vec!["--memory".into(), mem];
+    let linux = id == PathId::TinyvmmLinuxRestored;
     let (program, args, timeout) = if id == PathId::TinyvmmTinyRestored {
         run.extend(["--cmdline".into(), ctx.workload.tiny_cmdline()]);
         snapshot(ctx, &dir, &run)?;
@@ -80,15 +81,8 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
         run.extend(["--initrd".into(), i.display().to_string()]);
         run.extend(["--cmdline".into(), format!("{cmdline} tinyvmm.ready=1")]);
         snapshot(ctx, &dir, &run)?;
-        let script = format!(
-            "echo request | exec '{}' restore '{d}' --stats",
-            ctx.tinyvmm.display()
-        );
-        (
-            PathBuf::from("/bin/sh"),
-            vec!["-c".into(), script],
-            ctx.linux_timeout,
-        )
+        let args = ["restore", &d, "--stats"].map(String::from).to_vec();
+        (ctx.tinyvmm.clone(), args, ctx.linux_timeout)
     };
     let size = std::fs::metadata(&ctx.tinyvmm)
         .map(|m| m.len())
@@ -100,6 +94,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             program,
             args,
             timeout,
+            pre_exec: linux.then_some(request_on_stdin as fn() -> std::io::Result<()>),
         },
         guest_memory: Some(ctx.memory.0),
         image: (
@@ -107,4 +102,53 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             "snapshot: state + sparse memory file (on disk)".into(),
         ),
     })
+}
+
+/// The request a restored Linux waits for.
+const REQUEST: &[u8] = b"request\n";
+
+/// In the forked child, before exec: stdin becomes a pipe that already
+/// holds the request line, its write end closed (as `echo request |`
+/// would leave it). Only pipe, write, dup2 and close: no allocation.
+fn request_on_stdin() -> std::io::Result<()> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) writes two descriptors into the array we own.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: writes REQUEST (a static slice) to the pipe just made; 8
+    // bytes fit in any pipe's buffer, so the write neither blocks nor
+    // comes up short.
+    let n = unsafe { libc::write(fds[1], REQUEST.as_ptr().cast(), REQUEST.len()) };
+    if n != REQUEST.len() as isize {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: dup2 and close on the two descriptors made above; fd 0 is
+    // this child's own stdin, replaced by the read end.
+    unsafe {
+        libc::close(fds[1]);
+        if libc::dup2(fds[0], 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if fds[0] != 0 {
+            libc::close(fds[0]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn the_request_line_is_on_stdin_and_then_eof() {
+        let mut cmd = std::process::Command::new("cat");
+        // SAFETY: request_on_stdin only makes system calls (pipe, write,
+        // dup2, close) in the forked child.
+        unsafe { cmd.pre_exec(super::request_on_stdin) };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, super::REQUEST);
+    }
 }
