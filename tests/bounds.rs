@@ -65,7 +65,11 @@ fn many_boot_marker_writes_do_not_grow_the_vmm() {
     // 200,000 exits take seconds where guest kernel code is emulated; the
     // note in the README gives the figure for a million.
     let (one, many) = (mib(1), mib(200_000));
-    assert!(many < 8.0, "VMM {many} MiB after 200,000 marker writes");
+    // The ceiling is for a debug build (what `cargo test` runs): 8.4 MiB
+    // measured on 2026-12-01 with the net, vsock, entropy, snapshot,
+    // profiler and bundle code linked in (release: about 3 MiB). Growth is
+    // the check below.
+    assert!(many < 9.0, "VMM {many} MiB after 200,000 marker writes");
     assert!(many - one < 1.0, "VMM grew from {one} to {many} MiB");
 }
 
