@@ -21,10 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criterion::measurement::{Measurement, ValueFormatter};
-use criterion::{
-    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use common::kib::Kib;
+use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use tinyvmm::lab::compare::paths::PathId;
 
 const TINYVMM: &str = env!("CARGO_BIN_EXE_tinyvmm");
@@ -228,44 +226,6 @@ fn to_output(c: &mut Criterion) {
     }
     group.finish();
     let _ = std::fs::remove_dir_all(&ctx.scratch);
-}
-
-/// Memory in KiB as a criterion measurement (as in footprint.rs).
-struct Kib;
-
-impl Measurement for Kib {
-    type Intermediate = ();
-    type Value = f64;
-    fn start(&self) -> Self::Intermediate {}
-    fn end(&self, _: Self::Intermediate) -> Self::Value {
-        0.0
-    }
-    fn add(&self, a: &Self::Value, b: &Self::Value) -> Self::Value {
-        a + b
-    }
-    fn zero(&self) -> Self::Value {
-        0.0
-    }
-    fn to_f64(&self, value: &Self::Value) -> f64 {
-        *value
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &KibFormatter
-    }
-}
-
-struct KibFormatter;
-
-impl ValueFormatter for KibFormatter {
-    fn scale_values(&self, _: f64, _: &mut [f64]) -> &'static str {
-        "KiB"
-    }
-    fn scale_throughputs(&self, _: f64, _: &Throughput, _: &mut [f64]) -> &'static str {
-        "KiB"
-    }
-    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
-        "KiB"
-    }
 }
 
 /// The tiny guest saved with SIGUSR1 in a long user-mode loop.

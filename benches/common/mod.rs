@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses part of this
 
+pub mod kib;
+
 use std::time::Duration;
 
 use tinyvmm::lab::compare::paths::{self, Context, PathId, Prepared, Workload};
