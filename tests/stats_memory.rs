@@ -22,6 +22,22 @@ fn guest_mib(stderr: &str) -> f64 {
     after.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// "X MiB private, Y MiB file-backed" from the `--stats` line.
+fn vmm_split_mib(stderr: &str) -> (f64, f64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("resident memory at exit"))
+        .unwrap_or_else(|| panic!("no resident-memory line in:\n{stderr}"));
+    let figure = |before: &str| -> f64 {
+        let head = line.split(before).next().expect("split");
+        head.split_whitespace()
+            .next_back()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no figure before {before:?} in {line}"))
+    };
+    (figure(" MiB private"), figure(" MiB file-backed"))
+}
+
 #[test]
 fn stats_split_guest_and_vmm_memory_below_and_above_the_mmio_gap() {
     if !kvm_available("stats_split_guest_and_vmm_memory_below_and_above_the_mmio_gap") {
@@ -58,6 +74,16 @@ fn stats_split_guest_and_vmm_memory_below_and_above_the_mmio_gap() {
             assert!(
                 vmm > 0.5 && vmm < 16.0,
                 "{memory} touch {touch}: VMM {vmm} MiB\n{}",
+                out.stderr
+            );
+            // The VMM's share splits into private and file-backed pages
+            // that add up to it; the private part is the heap and stacks
+            // (never zero), the file-backed part at least the executable's
+            // pages that ran.
+            let (private, file) = vmm_split_mib(&out.stderr);
+            assert!(
+                (private + file - vmm).abs() <= 0.02 && private > 0.0 && file > 0.0,
+                "{memory} touch {touch}: VMM {vmm} = private {private} + file {file}?\n{}",
                 out.stderr
             );
             seen.push((memory, touch, guest, vmm));

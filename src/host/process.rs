@@ -20,6 +20,11 @@ pub struct Resident {
     pub guest: u64,
     /// Everything else: code, heap, stacks, libraries: the VMM's overhead.
     pub vmm: u64,
+    /// The part of `vmm` no file backs (heap, stacks, anonymous mappings
+    /// other than guest RAM): what each further instance adds. The rest
+    /// of `vmm` is the executable's and libraries' pages, which are the
+    /// host's page cache and shared by every process that maps them.
+    pub vmm_private: u64,
 }
 
 /// CPU time (user + system) this process has used so far.
@@ -130,13 +135,20 @@ impl RollupReader {
         }
         let rollup = String::from_utf8_lossy(&text);
         let total = procfs::parse_smaps_rollup(&rollup).map_or(0, |m| m.rss_kib * 1024);
+        let anonymous = procfs::rollup_anonymous_kib(&rollup).map_or(0, |k| k * 1024);
         let guest = guest_ranges
             .iter()
             .map(|&(start, end)| resident_bytes(start, end))
             .sum();
+        let vmm = total.saturating_sub(guest);
         Resident {
             guest,
-            vmm: total.saturating_sub(guest),
+            vmm,
+            // Guest RAM is anonymous except on a restore, where it is a
+            // private file mapping: then only its copied-on-write pages
+            // are anonymous, and the subtraction saturates at the truth's
+            // lower side (never above `vmm`).
+            vmm_private: anonymous.saturating_sub(guest).min(vmm),
         }
     }
 }

@@ -68,6 +68,14 @@ fn kib(value: &str) -> Option<u64> {
         .ok()
 }
 
+/// The `Anonymous:` KiB of a `/proc/<pid>/smaps_rollup` text: resident
+/// pages no file backs (heap, stacks, anonymous mappings such as guest RAM).
+pub fn rollup_anonymous_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| kib(v.trim()))
+}
+
 /// Resident and proportional set sizes, KiB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MemSizes {
@@ -236,6 +244,9 @@ mod tests {
         let m = parse_smaps_rollup(t).unwrap();
         assert_eq!((m.rss_kib, m.pss_kib), (5000, 3100));
         assert_eq!(parse_smaps_rollup("Rss: 1 kB\n"), None);
+        let rollup = "Rss: 5000 kB\nAnonymous:\t 1200 kB\nAnonHugePages: 0 kB\n";
+        assert_eq!(rollup_anonymous_kib(rollup), Some(1200));
+        assert_eq!(rollup_anonymous_kib(t), None);
     }
 
     #[test]

@@ -112,9 +112,12 @@ pub fn print_report(config: &VmConfig, report: &RunReport) {
             report.wall_to_first_run.as_secs_f64() * 1e3
         );
         say!(
-            "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB",
+            "tinyvmm: resident memory at exit: VMM {:.2} MiB (excluding guest RAM), guest RAM touched {:.2} MiB; \
+             of the VMM's: {:.2} MiB private, {:.2} MiB file-backed (executable and libraries, shared between instances)",
             report.resident.vmm as f64 / (1 << 20) as f64,
-            report.resident.guest as f64 / (1 << 20) as f64
+            report.resident.guest as f64 / (1 << 20) as f64,
+            report.resident.vmm_private as f64 / (1 << 20) as f64,
+            (report.resident.vmm - report.resident.vmm_private) as f64 / (1 << 20) as f64
         );
         if let Some((console, transport)) = &report.virtio_console {
             say!("{}", virtio_console_report(console, transport).trim_end());
