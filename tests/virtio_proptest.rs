@@ -105,24 +105,7 @@ enum Op {
 }
 
 fn register() -> impl Strategy<Value = u64> {
-    let known = vec![
-        regs::DEVICE_FEATURES_SEL,
-        regs::DRIVER_FEATURES,
-        regs::DRIVER_FEATURES_SEL,
-        regs::QUEUE_SEL,
-        regs::QUEUE_NUM,
-        regs::QUEUE_READY,
-        regs::QUEUE_NOTIFY,
-        regs::INTERRUPT_ACK,
-        regs::STATUS,
-        regs::STATUS,
-        regs::QUEUE_DESC_LOW,
-        regs::QUEUE_DESC_HIGH,
-        regs::QUEUE_DRIVER_LOW,
-        regs::QUEUE_DRIVER_HIGH,
-        regs::QUEUE_DEVICE_LOW,
-        regs::QUEUE_DEVICE_HIGH,
-    ];
+    let known = regs::DRIVER_WRITES.to_vec();
     prop_oneof![
         8 => prop::sample::select(known),
         1 => (0u64..0x40).prop_map(|x| x * 4),

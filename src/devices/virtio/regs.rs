@@ -67,3 +67,26 @@ pub const SHM_LEN_HIGH: u64 = m::VIRTIO_MMIO_SHM_LEN_HIGH as u64;
 pub const CONFIG_GENERATION: u64 = m::VIRTIO_MMIO_CONFIG_GENERATION as u64;
 /// RW: start of the device-specific configuration space.
 pub const CONFIG: u64 = m::VIRTIO_MMIO_CONFIG as u64;
+
+/// The registers a driver writes to bring a device up and run its queues,
+/// STATUS twice (it drives everything): what the randomised transport
+/// tests (tests/virtio_proptest.rs) and the `virtio_mmio` fuzz target
+/// pick from most often.
+pub const DRIVER_WRITES: [u64; 16] = [
+    DEVICE_FEATURES_SEL,
+    DRIVER_FEATURES,
+    DRIVER_FEATURES_SEL,
+    QUEUE_SEL,
+    QUEUE_NUM,
+    QUEUE_READY,
+    QUEUE_NOTIFY,
+    INTERRUPT_ACK,
+    STATUS,
+    STATUS,
+    QUEUE_DESC_LOW,
+    QUEUE_DESC_HIGH,
+    QUEUE_DRIVER_LOW,
+    QUEUE_DRIVER_HIGH,
+    QUEUE_DEVICE_LOW,
+    QUEUE_DEVICE_HIGH,
+];
