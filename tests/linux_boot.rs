@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{guest_pair, run};
+use common::{assert_status, guest_pair, run_kernel};
 
 /// Several minutes: a boot takes ~45 s here, and two may share the CPUs.
 const T: Duration = Duration::from_secs(600);
@@ -27,31 +27,21 @@ fn vmlinux_boots_to_user_space_and_exits_0() {
     // The same boot checks the entropy device (on by default): the
     // guest's hw_random core picked it and reads from /dev/hwrng work.
     let cmdline = format!("{BASE} tinyvmm.hwrng=1");
-    let out = run(
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
         &[
-            "run",
-            "--kernel",
-            &kernel,
             "--initrd",
             &initrd,
-            "--cmdline",
-            &cmdline,
             "--console",
             "serial",
             "--boot-timer",
             "--stats",
         ],
-        b"",
         T,
     );
     eprintln!("vmlinux boot: {:?}\n{}", out.elapsed, out.stderr);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 0);
     assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
     assert!(
         out.stderr.contains("boot marker: boot timer"),
@@ -83,29 +73,14 @@ fn bzimage_boots_and_passes_the_workload_status_through() {
         return;
     };
     let cmdline = format!("{BASE} tinyvmm.exit=7");
-    let out = run(
-        &[
-            "run",
-            "--kernel",
-            &kernel,
-            "--initrd",
-            &initrd,
-            "--cmdline",
-            &cmdline,
-            "--console",
-            "serial",
-        ],
-        b"",
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
+        &["--initrd", &initrd, "--console", "serial"],
         T,
     );
     eprintln!("bzImage boot: {:?}", out.elapsed);
-    assert_eq!(
-        out.code,
-        Some(7),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 7);
     assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
 }
 
@@ -118,29 +93,14 @@ fn guest_kernel_panic_exits_120() {
     // An init that exits at once: "Kernel panic - not syncing: Attempted to
     // kill init!", then panic=1 reboots through the i8042 after a second.
     let cmdline = format!("{BASE} rdinit=/bin/false");
-    let out = run(
-        &[
-            "run",
-            "--kernel",
-            &kernel,
-            "--initrd",
-            &initrd,
-            "--cmdline",
-            &cmdline,
-            "--console",
-            "serial",
-        ],
-        b"",
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
+        &["--initrd", &initrd, "--console", "serial"],
         T,
     );
     eprintln!("panic boot: {:?}", out.elapsed);
-    assert_eq!(
-        out.code,
-        Some(120),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 120);
     assert!(
         out.stdout.contains("Kernel panic - not syncing"),
         "{}",

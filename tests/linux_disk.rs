@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{guest_pair, run, tinyvmm};
+use common::{assert_status, guest_pair, run, run_kernel, tinyvmm};
 
 /// A boot takes 30-60 s on kvm_pvm; allow for a loaded host.
 const T: Duration = Duration::from_secs(900);
@@ -152,26 +152,13 @@ fn a_read_only_root_disk_refuses_the_guests_writes() {
     let root = Copy::of(Path::new(&image), "ro");
     let before = std::fs::read(&root.0).unwrap();
     let cmdline = format!("{BASE} tinyvmm.persist=should-not-land");
-    let out = run(
-        &[
-            "run",
-            "--kernel",
-            &kernel,
-            "--cmdline",
-            &cmdline,
-            "--disk",
-            &format!("path={},readonly=on", root.path()),
-        ],
-        b"",
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
+        &["--disk", &format!("path={},readonly=on", root.path())],
         T,
     );
-    assert_eq!(
-        out.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 0);
     assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
     assert!(
         out.stdout.contains("tinyvmm-init: persist failed"),

@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Outcome, guest_pair, run};
+use common::{Outcome, assert_status, guest_pair, run, run_kernel};
 
 /// A boot takes 20-60 s on kvm_pvm; allow for a loaded host.
 const T: Duration = Duration::from_secs(900);
@@ -51,29 +51,14 @@ fn linux_saved_at_its_ready_point_restores_twice() {
     let dir = scratch("initramfs");
     let d = dir.to_str().unwrap();
     let cmdline = format!("{BASE} tinyvmm.ready=1 tinyvmm.exit=5");
-    let out = run(
-        &[
-            "run",
-            "--kernel",
-            &kernel,
-            "--initrd",
-            &initrd,
-            "--cmdline",
-            &cmdline,
-            "--snapshot-on-marker",
-            d,
-        ],
-        b"",
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
+        &["--initrd", &initrd, "--snapshot-on-marker", d],
         T,
     );
     eprintln!("boot to the ready point: {:?}", out.elapsed);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 0);
     assert!(out.stderr.contains("snapshot saved in"), "{}", out.stderr);
     assert!(out.stdout.contains("tinyvmm-init: ready"), "{}", out.stdout);
     assert!(!out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
@@ -101,28 +86,13 @@ fn linux_with_a_disk_root_restores_on_copies_of_the_image() {
     std::fs::copy(&image, &root).unwrap();
     let disk = format!("path={}", root.display());
     let cmdline = format!("{BASE} root=/dev/vda rw tinyvmm.ready=1 tinyvmm.exit=5");
-    let out = run(
-        &[
-            "run",
-            "--kernel",
-            &kernel,
-            "--disk",
-            &disk,
-            "--cmdline",
-            &cmdline,
-            "--snapshot-on-marker",
-            d,
-        ],
-        b"",
+    let out = run_kernel(
+        &kernel,
+        &cmdline,
+        &["--disk", &disk, "--snapshot-on-marker", d],
         T,
     );
-    assert_eq!(
-        out.code,
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
+    assert_status(&out, 0);
     let copies: Vec<PathBuf> = (0..2).map(|i| scratch(&format!("copy{i}.ext4"))).collect();
     for c in &copies {
         std::fs::copy(&root, c).unwrap();

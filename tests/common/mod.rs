@@ -178,6 +178,26 @@ pub fn kvm_available(test: &str) -> bool {
     }
 }
 
+/// `tinyvmm run --kernel KERNEL --cmdline CMDLINE ARGS...` with no stdin:
+/// the shape of every Linux-guest test's boot.
+pub fn run_kernel(kernel: &str, cmdline: &str, args: &[&str], timeout: Duration) -> Outcome {
+    let mut all = vec!["run", "--kernel", kernel, "--cmdline", cmdline];
+    all.extend_from_slice(args);
+    run(&all, b"", timeout)
+}
+
+/// Asserts that the run exited with `code`, showing both streams if not.
+#[track_caller]
+pub fn assert_status(out: &Outcome, code: i32) {
+    assert_eq!(
+        out.code,
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+}
+
 /// Directory of the built Linux guest (kernels/build.sh output).
 pub fn kernel_dir() -> PathBuf {
     tinyvmm::kernel_dir::kernel_dir_for(Path::new(tinyvmm()))
