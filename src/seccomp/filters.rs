@@ -278,12 +278,19 @@ pub fn build_filter() -> Result<BpfProgram, SeccompError> {
         )?,
     ])
     .map_err(err)?;
-    // `--vsock`: Unix stream sockets (std's bind and connect).
+    // `--vsock`: Unix stream sockets (std's bind and connect), and the
+    // run stage's non-blocking ones: filters stack, so a socket the run
+    // filter allows must pass this one too (without it, every guest
+    // connection to `PATH_<port>` ended the VMM with SIGSYS).
     let mut socket = vec![inet_dgram];
     socket.extend(unix_stream_socket(libc::SOCK_CLOEXEC)?);
+    socket.extend(unix_stream_socket(RUN_SOCKET_FLAGS)?);
     rules.insert(libc::SYS_socket, socket);
     build(rules)
 }
+
+/// The flags of the vsock device's run-time sockets (`vsock/host.rs`).
+const RUN_SOCKET_FLAGS: i32 = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
 
 /// `socket(AF_UNIX, SOCK_STREAM | flags, 0)` and no other socket: the
 /// vsock device's Unix sockets (std's bind and connect at build, non-blocking
@@ -337,10 +344,7 @@ pub fn run_filter() -> Result<BpfProgram, SeccompError> {
     rules.insert(libc::SYS_ioctl, one_of(1, &ioctls)?);
     rules.insert(libc::SYS_mmap, no_exec(2)?);
     rules.insert(libc::SYS_mprotect, no_exec(2)?);
-    rules.insert(
-        libc::SYS_socket,
-        unix_stream_socket(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?,
-    );
+    rules.insert(libc::SYS_socket, unix_stream_socket(RUN_SOCKET_FLAGS)?);
     let fcntl = [libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL].map(|c| c as u64);
     rules.insert(libc::SYS_fcntl, one_of(1, &fcntl)?);
     rules.insert(
