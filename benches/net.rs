@@ -142,47 +142,25 @@ fn tinyvmm(kernels: &Path, workload: &str) -> Session {
 }
 
 fn qemu(kernels: &Path, workload: &str) -> Option<Session> {
-    let qemu = tinyvmm::lab::which("qemu-system-x86_64")?;
+    let qemu = tinyvmm::lab::qemu::find()?;
     sh("ip", &["tuntap", "add", "dev", "tvq0", "mode", "tap"]);
     sh("ip", &["addr", "add", "10.0.4.1/24", "dev", "tvq0"]);
     sh("ip", &["link", "set", "tvq0", "up"]);
-    // Where guest kernel mode is emulated, QEMU gets the CPU model and the
-    // kernel options that hide what the emulator cannot run (XSAVE, ...),
-    // as tinyvmm and compare's QEMU path do; without the options the guest
-    // stopped with a KVM emulation failure at XRSTOR.
-    let pvm = tinyvmm::host::kvm_emulates_guest_kernel();
-    let cpu = if pvm {
-        tinyvmm::lab::compare::paths::PVM_QEMU_CPU
-    } else {
-        "host"
-    };
-    let mut append = linux_cmdline("ttyS0", "10.0.4.2", "10.0.4.1");
-    if pvm {
-        append.push(' ');
-        append.push_str(tinyvmm::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS);
-    }
+    // The lab's one QEMU microvm command line (with this host's CPU model
+    // and kernel options, and `acpi=off` so the guest finds the device)
+    // plus a virtio-net device on the tap.
     let (k, i) = (kernels.join("vmlinux"), kernels.join("initramfs.cpio"));
+    let args = tinyvmm::lab::qemu::Microvm::new(
+        &k,
+        &i,
+        &linux_cmdline("ttyS0", "10.0.4.2", "10.0.4.1"),
+        "256M",
+        tinyvmm::host::kvm_emulates_guest_kernel(),
+    )
+    .tap("tvq0")
+    .args();
     let mut child = Command::new(qemu)
-        .args([
-            "-M",
-            "microvm",
-            "-enable-kvm",
-            "-cpu",
-            cpu,
-            "-m",
-            "256M",
-            "-smp",
-            "1",
-        ])
-        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-        .args(["-serial", "stdio", "-device", "i8042"])
-        .args(["-netdev", "tap,id=n0,ifname=tvq0,script=no,downscript=no"])
-        .args(["-device", "virtio-net-device,netdev=n0"])
-        .arg("-kernel")
-        .arg(&k)
-        .arg("-initrd")
-        .arg(&i)
-        .args(["-append", &append])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

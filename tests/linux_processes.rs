@@ -18,12 +18,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{guest_pair, run, run_program};
-use tinyvmm::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS;
-use tinyvmm::lab::compare::workload::PVM_QEMU_CPU;
+use tinyvmm::lab::qemu::{self, Microvm};
 
 /// Generous: boot + 234 processes took 2m50s on a lightly loaded kvm_pvm
 /// host, and 7m18s (tinyvmm) / 5m34s (QEMU) at a load average of about 10.
@@ -107,51 +107,21 @@ fn qemu_guest_runs_200_processes_without_a_segfault() {
     let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
         return;
     };
-    let Some(qemu) = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("qemu-system-x86_64"))
-            .find(|q| q.is_file())
-    }) else {
+    let Some(qemu) = qemu::find() else {
         eprintln!("SKIP {test}: qemu-system-x86_64 is not installed");
         return;
     };
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
-    // On kvm_pvm the same CPU features and boot options as the compare
-    // command's QEMU path (the guest kernel cannot run XSAVE etc. there).
-    let pvm = tinyvmm::host::kvm_emulates_guest_kernel();
-    let (cpu, extra) = if pvm {
-        (PVM_QEMU_CPU, MINIMAL_KERNEL_ARGS)
-    } else {
-        ("host", "")
-    };
-    let append = format!("console=ttyS0 {BASE} {extra}");
-    let args: Vec<String> = [
-        "-M",
-        "microvm,x-option-roms=off,isa-serial=on,rtc=off",
-        "-enable-kvm",
-        "-cpu",
-        cpu,
-        "-m",
-        "128",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-device",
-        "i8042",
-        "-kernel",
-        &kernel,
-        "-initrd",
-        &initrd,
-        "-append",
-        &append,
-    ]
-    .map(String::from)
-    .to_vec();
+    // The lab's one QEMU microvm command line, with this host's options
+    // (on kvm_pvm the guest kernel cannot run XSAVE etc.).
+    let args = Microvm::new(
+        Path::new(&kernel),
+        Path::new(&initrd),
+        &format!("console=ttyS0 {BASE}"),
+        "128M",
+        tinyvmm::host::kvm_emulates_guest_kernel(),
+    )
+    .args();
     let start = Instant::now();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_program(&qemu.to_string_lossy(), &args, T);

@@ -6,6 +6,7 @@
 pub mod compare;
 pub mod container;
 pub mod measure;
+pub mod qemu;
 
 use std::path::PathBuf;
 

@@ -327,7 +327,7 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             Ok(vmm(ctx.tinyvmm.clone(), args, ctx.linux_timeout, image))
         }
         PathId::QemuLinux => {
-            let qemu = crate::lab::which("qemu-system-x86_64").ok_or(
+            let qemu = crate::lab::qemu::find().ok_or(
                 "qemu-system-x86_64 not found in PATH (install the Debian package qemu-system-x86)",
             )?;
             kvm()?;

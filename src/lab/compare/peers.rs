@@ -5,8 +5,9 @@
 //! other path (`measure::launch_all`: spawn to the marker line on stdout,
 //! spawn to exit).
 //!
-//! - QEMU (`qemu-system-x86_64` from PATH, Debian's package): `-M
-//!   microvm` with an i8042 and `-no-reboot`, so the guest's reset ends it.
+//! - QEMU (`qemu-system-x86_64` from PATH, Debian's package): microvm as
+//!   `crate::lab::qemu` builds it (an i8042 and `-no-reboot`, so the
+//!   guest's reset ends it; this host's options).
 //!
 //! Firecracker and Cloud Hypervisor are not packaged by Debian: the binary is taken from `--firecracker
 //! PATH` / `--cloud-hypervisor PATH`, else from PATH; a missing one is an
@@ -39,42 +40,14 @@ fn locate(given: Option<&Path>, name: &str, how: &str) -> Result<PathBuf, String
 /// The QEMU microvm path, with `program` found in PATH.
 pub fn qemu(ctx: &Context, program: PathBuf) -> Result<Prepared, String> {
     let (kernel, initrd) = ctx.linux_images()?;
-    let cpu = if ctx.pvm {
-        super::paths::PVM_QEMU_CPU
-    } else {
-        "host"
-    };
-    let mut args: Vec<String> = [
-        "-M",
-        "microvm",
-        "-enable-kvm",
-        "-cpu",
-        cpu,
-        "-m",
+    let args = crate::lab::qemu::Microvm::new(
+        &kernel,
+        &initrd,
+        &ctx.linux_cmdline(),
         &ctx.memory.1,
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-device",
-        "i8042",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(
-        [
-            "-kernel",
-            &kernel.to_string_lossy(),
-            "-initrd",
-            &initrd.to_string_lossy(),
-        ]
-        .map(String::from),
-    );
-    args.extend(["-append".into(), ctx.linux_cmdline()]);
+        ctx.pvm,
+    )
+    .args();
     Ok(peer(
         PathId::QemuLinux,
         ctx,

@@ -49,13 +49,9 @@ impl Workload {
     }
 }
 
-/// CPU features QEMU hides on hosts whose KVM emulates guest kernel mode
-/// (the same features as tinyvmm's `minimal` CPUID template;
-/// `arch-capabilities`: the host refuses MSR 0x10a). QEMU's `-cpu` flags
-/// do not reach the guest kernel's `cpuid` there, so QEMU's Linux guest
-/// also gets the template's kernel options
-/// (`crate::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS`), as tinyvmm's does.
-pub const PVM_QEMU_CPU: &str = "host,-arch-capabilities,-cx16,-xsave,-popcnt,-smap,-fsgsbase,-rdrand,-rdseed,-invpcid,-pcid,-rdpid,-avx,-avx2,-pku";
+/// QEMU's CPU model on hosts whose KVM emulates guest kernel mode (one
+/// home: `crate::lab::qemu`, which also adds the kernel options).
+pub use crate::lab::qemu::PVM_QEMU_CPU;
 
 #[cfg(test)]
 mod tests {
