@@ -15,6 +15,8 @@ pub mod describe;
 pub mod disk;
 pub mod host;
 pub mod markdown;
+pub mod netns;
+pub mod network;
 pub mod paths;
 pub mod peers;
 pub mod persistence;
