@@ -261,6 +261,21 @@ fn guest_session(kernel: &str, initrd: &str) {
         .and_then(|b| b.parse().ok())
         .unwrap_or_else(|| panic!("tx bytes in {net}"));
     assert!(sent_bytes >= BLOB as u64, "sent: {net}");
+    // And not more than the traffic can explain (a count taken twice
+    // would be): frame headers are at most ~5% of a full segment's bytes,
+    // ACKs one small frame per segment the other way; 25% and 1 MiB of
+    // slack for the handshakes and HTTP headers.
+    let down = BLOB as u64 + sent;
+    let received = number_before(" bytes, tx");
+    assert!(
+        received <= down + down / 4 + (1 << 20),
+        "received {received} for {down}: {net}"
+    );
+    let up = BLOB as u64 + down / 10;
+    assert!(
+        sent_bytes <= up + up / 4 + (1 << 20),
+        "sent {sent_bytes} for {BLOB}: {net}"
+    );
     for drop in [" bad length", " bad header", " bad chains", " tap errors"] {
         assert_eq!(number_before(drop), 0, "{drop}: {net}");
     }
