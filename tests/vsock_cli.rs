@@ -1,7 +1,9 @@
 //! `--vsock`: bad arguments (125) and unusable socket paths (126) get one
 //! line before the VM starts; a stale socket is replaced and the tiny
 //! guest then runs with the device attached, under the real seccomp
-//! filters (the listener is bound in the build stage).
+//! filters (the listener is bound in the build stage). The tiny guest has
+//! no vsock driver: a host client's REQUEST is never answered, and the
+//! VMM closes it after `REQUEST_TIMEOUT` (its timer under the real filters).
 
 mod common;
 
@@ -94,6 +96,62 @@ fn a_stale_socket_is_replaced_and_the_vm_runs() {
             .unwrap()
             .file_type()
             .is_socket()
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_host_connection_the_guest_never_answers_is_closed_and_counted() {
+    let test = "a_host_connection_the_guest_never_answers_is_closed_and_counted";
+    if !common::kvm_available(test) {
+        return;
+    }
+    use std::io::{Read, Write};
+    let d = scratch("unanswered");
+    let sock = d.join("v.sock");
+    let arg = format!("cid=3,socket={}", sock.display());
+    let mut child = std::process::Command::new(common::tinyvmm())
+        .args(["run", "--vsock", &arg, "--stats", "--console", "none"])
+        .args(["--cmdline", "tiny.loop=1000000000000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut c = loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(c) => break c,
+            Err(_) if start.elapsed() < T => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("no vsock listener: {e}"),
+        }
+    };
+    c.set_read_timeout(Some(T)).unwrap();
+    let asked = std::time::Instant::now();
+    c.write_all(b"CONNECT 5000\n").unwrap();
+    let mut b = [0u8; 16];
+    let n = c.read(&mut b).unwrap();
+    let waited = asked.elapsed();
+    // SAFETY: kill takes integers; the pid is our child's, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(n, 0, "closed without an answer: {:?}", &b[..n]);
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "closed after {waited:?} (the timeout is 2 s)"
+    );
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("1 host connections, 0 guest connections")
+            && stderr.contains("1 REQUEST timeouts"),
+        "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&d);
 }

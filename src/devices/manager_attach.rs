@@ -175,8 +175,9 @@ impl DeviceManager {
             base,
             gsi,
         } = self.attach_virtio(WHAT, vm, mem, device, Vec::new())?;
-        self.subscribers
-            .push(Box::new(VsockSockets::new(transport.clone(), wake)));
+        let sockets = VsockSockets::new(transport.clone(), wake)
+            .map_err(|e| DeviceError::Device(WHAT, format!("its request timer: {e}")))?;
+        self.subscribers.push(Box::new(sockets));
         self.virtio.push(VirtioSlot {
             base,
             gsi,

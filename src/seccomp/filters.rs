@@ -167,6 +167,9 @@ pub const BUILD_SYSCALLS: &[i64] = &[
     // the run stage allows must pass this filter too).
     libc::SYS_accept4,
     libc::SYS_shutdown,
+    // The vsock device's REQUEST timer: made here, set at run time.
+    libc::SYS_timerfd_create,
+    libc::SYS_timerfd_settime,
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
@@ -199,6 +202,8 @@ pub const RUN_SYSCALLS: &[i64] = &[
     libc::SYS_accept4,
     libc::SYS_connect,
     libc::SYS_shutdown,
+    // --vsock: its REQUEST timer (made during the build) is set and stopped.
+    libc::SYS_timerfd_settime,
     libc::SYS_close,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_wait,

@@ -173,7 +173,7 @@ pub fn vsock_report(v: &VsockStats, t: &TransportStats) -> String {
     format!(
         "tinyvmm: vsock: {} packets from the guest ({} bytes), {} to it ({} bytes), \
          {} host connections, {} guest connections, {} notifications, {} interrupts; \
-         refused: {} no listener, {} at the limit, {} bad CONNECT lines; \
+         refused: {} no listener, {} at the limit, {} bad CONNECT lines, {} REQUEST timeouts; \
          dropped: {} bad chains, {} bad packets, {} wrong cid, {} credit violations, \
          {} resets not sent, {} accept errors; {} transport resets",
         v.tx_packets,
@@ -187,6 +187,7 @@ pub fn vsock_report(v: &VsockStats, t: &TransportStats) -> String {
         v.refused_host,
         v.refused_limit,
         v.bad_connect_lines,
+        v.request_timeouts,
         v.bad_chains,
         v.bad_packets,
         v.wrong_cid,

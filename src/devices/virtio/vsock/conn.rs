@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use super::packet::{HOST_CID, Header, MAX_PAYLOAD, TYPE_STREAM, op, shutdown};
 
@@ -96,6 +97,8 @@ pub struct Conn {
     pub hung_up: bool,
     /// The write half of the host socket was shut down.
     host_write_shut: bool,
+    /// Host-initiated: when the guest's RESPONSE stops being awaited.
+    pub request_deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -123,6 +126,7 @@ impl Conn {
             readable: false,
             hung_up: false,
             host_write_shut: false,
+            request_deadline: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Hostile-driver tests of the vsock device (the rig is in tests.rs):
 //! credit overrun, bad headers, lengths and chains, a flood of packets for
 //! connections that do not exist, receive buffers too short for a packet,
-//! and the transport reset. Each ends in a counted drop or a reset.
+//! the transport reset, and host connections the guest never answers. Each
+//! ends in a counted drop or a reset.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
@@ -146,4 +147,79 @@ fn a_transport_reset_drops_connections_and_tells_the_guest() {
     r.run();
     let mut b = [0u8; 1];
     assert_eq!(s.read(&mut b).unwrap(), 0, "the host side sees the end");
+}
+
+#[test]
+fn host_connections_the_guest_never_answers_are_closed_and_counted() {
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let mut r = Rig::new("request-timeout");
+    // 40 host clients; the guest has one receive buffer (it gets the first
+    // REQUEST) and answers none of them.
+    let clients: Vec<UnixStream> = (0..40)
+        .map(|i| {
+            let mut c = UnixStream::connect(r.dir.join("v.sock")).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(format!("CONNECT {}\n", 5000 + i).as_bytes())
+                .unwrap();
+            c
+        })
+        .collect();
+    r.rx_buffers(1);
+    let start = Instant::now();
+    for _ in 0..4 {
+        r.socket_events(EventSet::IN); // accepts (16 a round), then lines
+    }
+    assert_eq!(r.dev.muxer().connections(), 40);
+    assert_eq!(r.received()[0].0.op, op::REQUEST);
+    let deadline = r.dev.muxer().next_request_deadline().unwrap();
+    assert!(deadline > start && deadline <= Instant::now() + muxer::REQUEST_TIMEOUT);
+    // Before the deadline nothing happens; at it every one is closed.
+    r.dev
+        .muxer()
+        .expire_requests(deadline - Duration::from_millis(1));
+    assert_eq!(r.dev.muxer().connections(), 40);
+    r.dev
+        .muxer()
+        .expire_requests(deadline + muxer::REQUEST_TIMEOUT);
+    r.run();
+    assert_eq!(r.dev.muxer().connections(), 0);
+    assert_eq!(r.dev.muxer().next_request_deadline(), None);
+    assert_eq!(r.dev.stats().request_timeouts, 40);
+    for mut c in clients {
+        let mut b = [0u8; 16];
+        assert_eq!(c.read(&mut b).unwrap(), 0, "the client sees the end, no OK");
+    }
+    // The guest is reset for each (it may still answer).
+    r.rx_buffers(2);
+    r.run();
+    let got = r.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|(h, _)| h.op == op::RST));
+    assert_eq!((got[0].0.src_port, got[0].0.dst_port), (1 << 30, 5000));
+    // A late RESPONSE finds no connection: reset again, nothing reopened.
+    r.send(hdr(op::RESPONSE, 5000, 1 << 30, 0), &[]);
+    assert_eq!(r.dev.muxer().connections(), 0);
+    // An answered REQUEST is not timed out.
+    let mut c = UnixStream::connect(r.dir.join("v.sock")).unwrap();
+    c.write_all(b"CONNECT 6000\n").unwrap();
+    r.socket_events(EventSet::IN);
+    r.socket_events(EventSet::IN);
+    // The 38 resets still queued go first, then the REQUEST.
+    let mut req = None;
+    for _ in 0..8 {
+        r.rx_buffers(8);
+        r.run();
+        req = r.received().into_iter().find(|(h, _)| h.op == op::REQUEST);
+        if req.is_some() {
+            break;
+        }
+    }
+    let req = req.expect("the REQUEST for CONNECT 6000").0;
+    r.send(hdr(op::RESPONSE, 6000, req.src_port, 0), &[]);
+    r.dev
+        .muxer()
+        .expire_requests(Instant::now() + 2 * muxer::REQUEST_TIMEOUT);
+    assert_eq!(r.dev.muxer().connections(), 1);
+    assert_eq!(r.dev.stats().request_timeouts, 40);
 }

@@ -85,6 +85,9 @@ pub struct VsockStats {
     pub accept_errors: u64,
     /// Transport-reset events delivered.
     pub transport_resets: u64,
+    /// Host connections closed because the guest answered their REQUEST
+    /// with neither RESPONSE nor RST in time (`muxer::REQUEST_TIMEOUT`).
+    pub request_timeouts: u64,
 }
 
 /// A virtio socket device.

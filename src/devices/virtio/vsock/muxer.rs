@@ -35,6 +35,10 @@ pub const MAX_RSTS: usize = 1024;
 pub const FIRST_LOCAL_PORT: u32 = 1 << 30;
 /// Clients accepted per listener event (bounded work per wake-up).
 const ACCEPTS_PER_EVENT: usize = 16;
+/// How long a host connection waits for the guest to answer its REQUEST
+/// (Firecracker's CONN_REQUEST_TIMEOUT_MS is 2 s); then it is closed, the
+/// guest reset and the timeout counted.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// (host port, guest port).
 type Key = (u32, u32);

@@ -1,14 +1,17 @@
 //! The muxer's side that faces the host: socket events from the event
 //! loop (the listener, host clients' CONNECT lines, connection sockets),
-//! host port allocation, and what each socket should be watched for.
+//! host port allocation, what each socket should be watched for, and the
+//! deadline of host connections whose REQUEST the guest has not answered.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 use vmm_sys_util::epoll::EventSet;
 
-use super::super::conn::Conn;
+use super::super::conn::{Conn, State};
 use super::super::host;
-use super::{ACCEPTS_PER_EVENT, FIRST_LOCAL_PORT, MAX_CONNS, Muxer};
+use super::super::packet::{HOST_CID, Header};
+use super::{ACCEPTS_PER_EVENT, FIRST_LOCAL_PORT, MAX_CONNS, Muxer, REQUEST_TIMEOUT};
 
 impl Muxer {
     /// A socket event from the event loop.
@@ -75,6 +78,7 @@ impl Muxer {
                 let key = (local, port);
                 let mut c = Conn::new(stream, self.cid, local, port);
                 c.owed.request = true;
+                c.request_deadline = Some(Instant::now() + REQUEST_TIMEOUT);
                 self.by_fd.insert(fd, key);
                 self.conns.insert(key, c);
                 self.stats.host_connections += 1;
@@ -118,6 +122,41 @@ impl Muxer {
             out.push((c.stream.as_raw_fd(), set));
         }
         out
+    }
+
+    /// The earliest deadline of a host connection still waiting for the
+    /// guest's RESPONSE (the event loop's timer is set to it).
+    pub fn next_request_deadline(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .filter(|c| c.state == State::Requested)
+            .filter_map(|c| c.request_deadline)
+            .min()
+    }
+
+    /// Closes every host connection whose REQUEST the guest has not
+    /// answered by `now`: the host client sees the end of its stream, the
+    /// guest gets a reset (it may answer later), and each is counted.
+    pub fn expire_requests(&mut self, now: Instant) {
+        let late: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Requested)
+            .filter(|(_, c)| c.request_deadline.is_some_and(|d| d <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for (local, peer) in late {
+            self.remove((local, peer));
+            self.stats.request_timeouts += 1;
+            // queue_rst answers a guest packet: this one from the guest's side.
+            self.queue_rst(&Header {
+                src_cid: self.cid,
+                dst_cid: HOST_CID,
+                src_port: peer,
+                dst_port: local,
+                ..Header::default()
+            });
+        }
     }
 
     /// Sockets to stop watching; the caller then calls `release_closed`.
