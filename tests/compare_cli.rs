@@ -1,6 +1,8 @@
 //! `tinyvmm compare` end to end, on the fast paths (tiny guest, crun,
 //! runc): every present path reports positive startup and footprint
-//! figures, every absent one a reason (shown on the terminal). The tiny
+//! figures and the network row (a measured veth pair for crun and runc,
+//! the tiny guest's own reason), every absent one a reason (shown on the
+//! terminal). The tiny
 //! guest's path must be present wherever KVM is; with no path present the
 //! test is a visible skip (a failure under `TINYVMM_REQUIRE_KVM=1`). Linux paths boot for 30-60 s each
 //! on hosts whose KVM emulates guest kernel mode, so here they are only
@@ -80,6 +82,7 @@ fn fast_paths_report_startup_and_footprint_or_a_reason() {
         "{stdout}"
     );
     assert!(report["host"]["cpus"].as_u64().unwrap() >= 1);
+    assert_eq!(report["schema_version"], 4);
     let ids: Vec<&str> = paths(&report)
         .iter()
         .map(|p| p["path"].as_str().unwrap())
@@ -137,6 +140,21 @@ fn fast_paths_report_startup_and_footprint_or_a_reason() {
             id != "tinyvmm-tiny",
             "{id}"
         );
+        let net = &p["network"];
+        if id == "tinyvmm-tiny" {
+            // Measured too: the tiny guest, given a tap, ends without
+            // ever answering on it (it has no network stack).
+            let why = net["not_measured"].as_str().expect("a reason");
+            assert!(why.contains("without answering"), "{why}");
+        } else {
+            // The same workload on a veth pair, from the host's side.
+            let m = &net["measured"];
+            assert_eq!(m["link"], "veth pair", "{id}: {net}");
+            for f in ["to_workload_mibs", "from_workload_mibs", "round_trip_us"] {
+                assert!(m[f]["median"].as_f64().unwrap() > 0.0, "{id}: {f}: {net}");
+            }
+            assert!(stdout.contains("| **Network**"), "{stdout}");
+        }
         if id != "tinyvmm-tiny" {
             assert!(
                 p["footprint"]["workload_peak_kib"]["median"]

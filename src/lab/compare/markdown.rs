@@ -1,5 +1,5 @@
 //! The VMs-vs-containers table as Markdown: the classic rows (startup
-//! time, size, resource usage, isolation, density, persistence) with the
+//! time, size, resource usage, isolation, density, persistence, network) with the
 //! measured figures, one column per path that ran.
 
 use std::fmt::Write;
@@ -162,6 +162,10 @@ const ROWS: &[(&str, Cell)] = &[
             None => configured,
         })
     }),
+    (
+        "**Network**: host ↔ workload over TCP, measured (→ to the workload / ← from it; 1-byte round trip)",
+        |p| Some(p.network.as_ref()?.cell()),
+    ),
 ];
 
 /// Ratio line: medians relative to the first present path of `order`.

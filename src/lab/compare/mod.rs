@@ -9,7 +9,8 @@
 //! processes are read at their exit (memory, isolation; tracing stops a
 //! process at exec, which would skew startup); then `--density K`
 //! instances start at once; then two more instances measure what
-//! survives one (`persistence.rs`).
+//! survives one (`persistence.rs`); then one instance on a network in a
+//! private namespace measures throughput and round trips (`network.rs`).
 
 pub mod describe;
 pub mod disk;
@@ -301,6 +302,11 @@ fn measure_path(
         .map_err(|why| failures.push(format!("persistence not measured: {why}")))
         .ok()
         .flatten();
+    progress.show(&format!(
+        "{}: network (throughput each way, round trips){hint}",
+        id.label()
+    ));
+    let network = Some(netns::probe(p, ctx, network::Plan::default()).0);
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     PathResult {
         path: id,
@@ -330,6 +336,7 @@ fn measure_path(
         }),
         persistence: Some(p.persistence()),
         persistence_measured,
+        network,
         how: Some(p.how()),
     }
 }

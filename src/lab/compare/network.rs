@@ -102,16 +102,25 @@ impl NetworkRow {
         match self {
             NetworkRow::NotMeasured(why) => format!("not measured: {why}"),
             NetworkRow::Measured(n) => format!(
-                "→ {:.2} / ← {:.2} MiB/s; round trip {:.0} µs (p99 {:.0}) ({}, {} MiB × {})",
+                "→ {:.2} / ← {:.2} MiB/s; round trip {} (p99 {}) ({}, {} MiB × {})",
                 n.to_workload_mibs.median,
                 n.from_workload_mibs.median,
-                n.round_trip_us.median,
-                n.round_trip_p99_us,
+                micros(n.round_trip_us.median),
+                micros(n.round_trip_p99_us),
                 n.link,
                 n.plan.mib,
                 n.plan.reps
             ),
         }
+    }
+}
+
+/// A time in µs, as ms from 1 ms up.
+fn micros(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
     }
 }
 
@@ -260,8 +269,9 @@ mod tests {
         });
         assert_eq!(
             row.cell(),
-            "→ 1427.00 / ← 168.25 MiB/s; round trip 41 µs (p99 80) (veth pair, 4 MiB × 1)"
+            "→ 1427.00 / ← 168.25 MiB/s; round trip 41 µs (p99 80 µs) (veth pair, 4 MiB × 1)"
         );
+        assert_eq!(micros(6502.4), "6.5 ms");
         let json = serde_json::to_value(&row).unwrap();
         assert_eq!(json["measured"]["link"], "veth pair");
         let no = NetworkRow::NotMeasured("why".into());

@@ -23,8 +23,8 @@ pub struct Report {
 /// Version of the JSON layout: 2 added `schema_version`, `how`,
 /// `footprint.charged_kib` (cgroup peak, now in `total_kib`) and
 /// `size.launcher_contains`; 3 added `persistence_measured` and the
-/// `tinyvmm-disk` path.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `tinyvmm-disk` path; 4 added `network` (`network.rs`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One path's results, or why it is absent.
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +57,9 @@ pub struct PathResult {
     /// What survived, measured: one instance writes a file, the next
     /// reads it (`persistence.rs`); absent where it cannot be measured.
     pub persistence_measured: Option<super::persistence::Persistence>,
+    /// TCP throughput each way and round trips between the host and the
+    /// workload (`network.rs`), or why this path has no network.
+    pub network: Option<super::network::NetworkRow>,
     /// How the path was started (runtime version, namespace workarounds).
     pub how: Option<String>,
 }
@@ -78,6 +81,7 @@ impl PathResult {
             isolation: None,
             persistence: None,
             persistence_measured: None,
+            network: None,
             how: None,
         }
     }
