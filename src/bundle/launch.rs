@@ -7,25 +7,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{BundleError, initramfs, rootfs, settings, spec};
+use super::artifacts::{self, Artifacts};
+use super::{BundleError, initramfs, rootfs};
 use crate::cli::RunArgs;
-use crate::config::{self, BundleMode, ConsoleKind, KernelSource, VmConfig};
+use crate::config::{BundleMode, ConsoleKind, KernelSource, VmConfig};
 use crate::devices::virtio::block::disk::DiskConfig;
 use crate::exit::{self, VmEnd};
 use crate::vmm::Vmm;
 use crate::vmm::report::print_report;
 use crate::{say, seccomp, signals};
-
-/// Annotation naming the VM's memory (a `--memory` size).
-pub const MEMORY_ANNOTATION: &str = "org.tinyvmm.memory";
-/// Annotation naming the VM's vCPU count.
-pub const VCPUS_ANNOTATION: &str = "org.tinyvmm.vcpus";
-/// Added to `linux.resources.memory.limit` for the guest kernel, as Kata
-/// adds the limit to its base VM size.
-pub const KERNEL_MEMORY: u64 = 64 << 20;
-/// The base command line: kernel messages on the 8250 (to --kernel-log
-/// or nowhere), only emergencies (the panic line) without --kernel-log.
-const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off io_delay=none";
 
 /// A bundle turned into a VM configuration.
 pub struct Prepared {
@@ -41,75 +31,43 @@ pub struct Prepared {
 
 /// Reads, checks and converts the bundle at `args.bundle`.
 pub fn prepare(args: &RunArgs, bundle: &Path) -> Result<Prepared, BundleError> {
-    if !bundle.is_dir() {
-        return Err(BundleError::resource(format!(
-            "--bundle {}: not a directory",
-            bundle.display()
-        )));
-    }
-    let spec = spec::load(bundle)?;
-    let root = spec.root.as_ref().expect("checked by load");
-    let rootfs_dir = bundle.join(&root.path);
-    match std::fs::symlink_metadata(&rootfs_dir) {
-        Err(e) => {
-            return Err(BundleError::resource(format!(
-                "root.path {}: {e}",
-                rootfs_dir.display()
-            )));
-        }
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(BundleError::resource(format!(
-                "root.path {} is a symlink; refused, as crun refuses it",
-                rootfs_dir.display()
-            )));
-        }
-        Ok(m) if !m.is_dir() => {
-            return Err(BundleError::resource(format!(
-                "root.path {}: not a directory",
-                rootfs_dir.display()
-            )));
-        }
-        Ok(_) => {}
-    }
-    let settings = settings::encode(&spec)?;
+    let a = artifacts::prepare(bundle, args.memory.as_deref(), args.vcpus)?;
     let mut config = args
         .to_config()
         .map_err(|e| BundleError::config(e.to_string()))?;
-    config.memory = memory(args, &spec)?;
-    config.vcpus = vcpus(args, &spec)?;
+    config.memory = a.memory;
+    config.vcpus = a.vcpus;
     config.kernel = KernelSource::File(kernel(args)?);
-    config.cmdline = match (&args.cmdline, &args.kernel_log) {
-        (Some(c), _) => c.clone(),
-        (None, Some(_)) => CMDLINE.to_string(),
-        (None, None) => format!("{CMDLINE} loglevel=1"),
+    config.cmdline = match &args.cmdline {
+        Some(c) => c.clone(),
+        None => Artifacts::cmdline(args.kernel_log.is_some()),
     };
     config.console = ConsoleKind::Virtio;
     config.serial = true;
     config.bundle = Some(BundleMode {
         kernel_log: args.kernel_log.clone(),
         stop_timeout: Duration::from_secs_f64(args.stop_timeout),
-        terminal: spec.process().terminal,
+        terminal: a.terminal,
     });
     config
         .validate()
         .map_err(|e| BundleError::config(e.to_string()))?;
-    let image = rootfs::image(&rootfs_dir)?;
     config.disks.insert(
         0,
         DiskConfig {
-            path: image.path.clone(),
+            path: a.image.path.clone(),
             readonly: true,
             direct: false,
             id: None,
         },
     );
-    let (initrd, path) = initramfs::memfd(&settings)
+    let (initrd, path) = initramfs::memfd(&a.settings)
         .map_err(|e| BundleError::resource(format!("the bundle's initramfs: {e}")))?;
     config.initrd = Some(path);
     Ok(Prepared {
         config,
-        ignored: spec.ignored(),
-        image,
+        ignored: a.ignored,
+        image: a.image,
         _initrd: initrd,
     })
 }
@@ -124,52 +82,6 @@ fn kernel(args: &RunArgs) -> Result<PathBuf, BundleError> {
             "no guest kernel: build it with `bash kernels/build.sh` (or pass --kernel PATH)".into(),
         )
     })
-}
-
-/// `--memory`, else the annotation, else `linux.resources.memory.limit`
-/// plus the kernel's share, else the default.
-fn memory(args: &RunArgs, spec: &spec::Spec) -> Result<u64, BundleError> {
-    let bad = |e: config::ConfigError| BundleError::config(e.to_string());
-    if let Some(m) = &args.memory {
-        return config::parse_memory(m).map_err(bad);
-    }
-    if let Some(m) = spec.annotations.get(MEMORY_ANNOTATION) {
-        return config::parse_memory(m)
-            .map_err(|e| BundleError::config(format!("annotation {MEMORY_ANNOTATION}: {e}")));
-    }
-    let limit = spec
-        .linux
-        .as_ref()
-        .and_then(|l| l.resources.as_ref())
-        .and_then(|r| r.memory.as_ref())
-        .and_then(|m| m.limit)
-        .filter(|&l| l > 0);
-    match limit {
-        Some(l) => Ok((l as u64).div_ceil(1 << 20).saturating_mul(1 << 20) + KERNEL_MEMORY),
-        None => Ok(config::DEFAULT_MEMORY),
-    }
-}
-
-fn vcpus(args: &RunArgs, spec: &spec::Spec) -> Result<u8, BundleError> {
-    let (n, what) = match (args.vcpus, spec.annotations.get(VCPUS_ANNOTATION)) {
-        (Some(n), _) => (n, "--vcpus".to_string()),
-        (None, Some(a)) => (
-            a.parse().map_err(|_| {
-                BundleError::config(format!("annotation {VCPUS_ANNOTATION} {a:?}: not a number"))
-            })?,
-            format!("annotation {VCPUS_ANNOTATION}"),
-        ),
-        (None, None) => (1, String::new()),
-    };
-    u8::try_from(n)
-        .ok()
-        .filter(|n| (1..=config::MAX_VCPUS).contains(n))
-        .ok_or_else(|| {
-            BundleError::config(format!(
-                "{what} {n}: must be between 1 and {}",
-                config::MAX_VCPUS
-            ))
-        })
 }
 
 /// The command: prepare, sandbox, build, run; returns the exit code.

@@ -1,11 +1,13 @@
 //! `tinyvmm run --bundle DIR`: an OCI bundle (runtime-spec 1.x) run as a
 //! micro-VM (docs/bundle.md). The bundle becomes a VM configuration before
-//! any VM call: `spec` reads and sorts `config.json`, `rootfs` makes (or
+//! any VM call: `artifacts` is what any VMM needs (used by `launch` and by
+//! the lab's QEMU path), `spec` reads and sorts `config.json`, `rootfs` makes (or
 //! finds cached) a read-only ext4 image of `root.path`, `settings` and
 //! `initramfs` pack the guest's init (guest/init/) with the process's
 //! settings; `launch` runs it through the ordinary VMM with
 //! `VmConfig::bundle` set (vmm/bundle_io.rs: consoles, control channel).
 
+pub mod artifacts;
 pub mod initramfs;
 pub mod launch;
 pub mod rootfs;

@@ -22,7 +22,11 @@ impl Prepared {
             Launcher::Vmm { args, .. } => {
                 let has = |opts: &[&str]| args.iter().any(|a| opts.contains(&a.as_str()));
                 let read_only = args.iter().any(|a| a.contains("readonly=on"));
-                if has(&["--disk", "-drive"]) && read_only {
+                if has(&["--bundle"]) {
+                    "none: the bundle's rootfs/ is a disk image attached read-only; root.readonly \
+                     false would add a tmpfs overlay in guest RAM, gone at exit"
+                        .into()
+                } else if has(&["--disk", "-drive"]) && read_only {
                     "none: the root is a disk image attached read-only (readonly=on); the guest cannot write it".into()
                 } else if has(&["--disk", "-drive"]) {
                     "a disk image is attached: what the guest writes to it stays on the host".into()
@@ -65,7 +69,8 @@ impl Prepared {
             | PathId::TinyvmmLinux
             | PathId::TinyvmmDisk
             | PathId::TinyvmmTinyRestored
-            | PathId::TinyvmmLinuxRestored => format!(
+            | PathId::TinyvmmLinuxRestored
+            | PathId::TinyvmmBundle => format!(
                 "{linking}; the VMM alone, with the tiny guest embedded ({} KiB); the lab is in tinyvmm-lab",
                 crate::tiny_guest::ELF.len() >> 10
             ),

@@ -181,6 +181,8 @@ fn ratios(report: &Report, what: &str, value: fn(&PathResult) -> Option<f64>) ->
         PathId::TinyvmmTinyRestored,
         PathId::TinyvmmLinuxRestored,
         PathId::TinyvmmDisk,
+        PathId::TinyvmmBundle,
+        PathId::QemuBundle,
     ];
     let vals: Vec<(&str, f64)> = order
         .iter()

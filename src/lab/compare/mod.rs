@@ -1,6 +1,7 @@
 //! `tinyvmm compare`: the same workload on every path (tinyvmm + tiny
 //! guest, tinyvmm + Linux with an initramfs or a disk root, QEMU microvm +
-//! Linux, crun, runc), measured
+//! Linux, crun, runc, and crun's own bundle as a micro-VM under tinyvmm
+//! and QEMU: `bundle_paths.rs`), measured
 //! the same way (`crate::lab::measure`), reported as the VMs-vs-containers
 //! table.
 //!
@@ -12,6 +13,7 @@
 //! survives one (`persistence.rs`); then one instance on a network in a
 //! private namespace measures throughput and round trips (`network.rs`).
 
+pub mod bundle_paths;
 pub mod describe;
 pub mod disk;
 pub mod host;

@@ -39,11 +39,15 @@ pub enum PathId {
     Firecracker,
     /// Cloud Hypervisor booting the same kernel and initramfs (peers.rs).
     CloudHypervisor,
+    /// `tinyvmm run --bundle`: crun's bundle as a micro-VM (bundle_paths.rs).
+    TinyvmmBundle,
+    /// QEMU microvm booting what the core makes of crun's bundle.
+    QemuBundle,
 }
 
 impl PathId {
     /// Every path, in report order.
-    pub const ALL: [PathId; 10] = [
+    pub const ALL: [PathId; 12] = [
         PathId::TinyvmmTiny,
         PathId::TinyvmmLinux,
         PathId::TinyvmmDisk,
@@ -52,6 +56,8 @@ impl PathId {
         PathId::CloudHypervisor,
         PathId::Crun,
         PathId::Runc,
+        PathId::TinyvmmBundle,
+        PathId::QemuBundle,
         PathId::TinyvmmTinyRestored,
         PathId::TinyvmmLinuxRestored,
     ];
@@ -69,6 +75,8 @@ impl PathId {
             PathId::TinyvmmLinuxRestored => "tinyvmm + Linux (restored)",
             PathId::Firecracker => "Firecracker + Linux",
             PathId::CloudHypervisor => "Cloud Hypervisor + Linux",
+            PathId::TinyvmmBundle => "tinyvmm --bundle (crun's bundle)",
+            PathId::QemuBundle => "QEMU microvm, crun's bundle",
         }
     }
 
@@ -83,6 +91,8 @@ impl PathId {
                 | PathId::Firecracker
                 | PathId::CloudHypervisor
                 | PathId::TinyvmmLinuxRestored
+                | PathId::TinyvmmBundle
+                | PathId::QemuBundle
         )
     }
 
@@ -91,7 +101,7 @@ impl PathId {
     pub fn is_peer_vmm(self) -> bool {
         matches!(
             self,
-            PathId::QemuLinux | PathId::Firecracker | PathId::CloudHypervisor
+            PathId::QemuLinux | PathId::Firecracker | PathId::CloudHypervisor | PathId::QemuBundle
         )
     }
 
@@ -326,12 +336,19 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
             args.extend(["--cmdline".into(), ctx.linux_cmdline()]);
             Ok(vmm(ctx.tinyvmm.clone(), args, ctx.linux_timeout, image))
         }
-        PathId::QemuLinux => {
+        PathId::QemuLinux | PathId::QemuBundle => {
             let qemu = crate::lab::qemu::find().ok_or(
                 "qemu-system-x86_64 not found in PATH (install the Debian package qemu-system-x86)",
             )?;
             kvm()?;
+            if id == PathId::QemuBundle {
+                return super::bundle_paths::qemu(ctx, qemu);
+            }
             super::peers::qemu(ctx, qemu)
+        }
+        PathId::TinyvmmBundle => {
+            kvm()?;
+            super::bundle_paths::tinyvmm(ctx)
         }
         PathId::Firecracker => {
             kvm()?;
@@ -348,15 +365,10 @@ pub fn prepare(id: PathId, ctx: &Context) -> Result<Prepared, String> {
                 RuntimeKind::Runc
             };
             let rt = Runtime::find(kind).map_err(|e| e.to_string())?;
-            let dir = ctx.scratch.join(format!("bundle-{}", kind.name()));
-            let b = Bundle::write(
-                &dir,
-                &ctx.kernels.join("rootfs"),
-                &ctx.workload.container_args(),
-            )
-            .map_err(|e| e.to_string())?;
+            // The same bundle directory as the VM bundle paths.
+            let b = super::bundle_paths::shared_bundle(ctx)?;
             let image = (
-                tree_size(&b.rootfs) + file_size(&dir.join("config.json")),
+                tree_size(&b.rootfs) + file_size(&b.dir.join("config.json")),
                 "rootfs/ + config.json".into(),
             );
             Ok(Prepared {

@@ -14,6 +14,8 @@ fn linux_paths_and_vm_paths_are_told_apart() {
             PathId::QemuLinux,
             PathId::Firecracker,
             PathId::CloudHypervisor,
+            PathId::TinyvmmBundle,
+            PathId::QemuBundle,
             PathId::TinyvmmLinuxRestored
         ]
     );

@@ -85,6 +85,13 @@ pub fn probe(p: &Prepared, ctx: &Context) -> Result<Option<Persistence>, String>
     let check = format!("tinyvmm.check={word}");
     let (setup, first, second) = match &p.launcher {
         Launcher::Vmm { .. } if p.id == PathId::TinyvmmTiny => return Ok(None),
+        Launcher::Vmm { .. } if matches!(p.id, PathId::TinyvmmBundle | PathId::QemuBundle) => {
+            return Err(
+                "not yet probed on the bundle paths (their root: a read-only image, \
+                        root.readonly true; a writable one is a tmpfs overlay, tests/bundle.rs)"
+                    .into(),
+            );
+        }
         Launcher::Vmm {
             program, timeout, ..
         } if p.id == PathId::TinyvmmDisk => {

@@ -24,6 +24,8 @@ fn short(id: PathId) -> &'static str {
         PathId::TinyvmmLinuxRestored => "tinyvmm+Linux (restored)",
         PathId::Firecracker => "Firecracker+Linux",
         PathId::CloudHypervisor => "CH+Linux",
+        PathId::TinyvmmBundle => "tinyvmm --bundle",
+        PathId::QemuBundle => "QEMU, bundle",
     }
 }
 

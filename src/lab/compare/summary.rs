@@ -220,7 +220,9 @@ pub fn isolation(
         | PathId::QemuLinux
         | PathId::TinyvmmLinuxRestored
         | PathId::Firecracker
-        | PathId::CloudHypervisor => "its own (guest Linux, vmlinux)".to_string(),
+        | PathId::CloudHypervisor
+        | PathId::TinyvmmBundle
+        | PathId::QemuBundle => "its own (guest Linux, vmlinux)".to_string(),
         PathId::Crun | PathId::Runc => format!("the host's (Linux {host_kernel})"),
     };
     let boundary = if id.is_vm() {

@@ -1,0 +1,242 @@
+//! compare's bundle paths (issue 12): the OCI bundle crun and runc run
+//! (`shared_bundle`, one directory for all four paths) run as a micro-VM.
+//!
+//! - "tinyvmm --bundle": `tinyvmm run --bundle DIR` with the same kernel as
+//!   the other Linux paths.
+//! - "QEMU microvm --bundle": the core prepares the same artifacts
+//!   (`crate::bundle::artifacts`: the root image from the image cache, the
+//!   initramfs with the guest init and the bundle's settings, the kernel
+//!   command line), and QEMU boots them with the devices the init expects:
+//!   two virtio consoles (hvc0: the workload's stdout on QEMU's stdout,
+//!   hvc1: its stderr on QEMU's stderr), the root image as a read-only
+//!   virtio disk, a virtio-rng. QEMU has no device at tinyvmm's boot-marker
+//!   and exit pages: its guest ends by a reboot (`-no-reboot`), so QEMU
+//!   exits 0 whatever the workload's status (as for the other peer VMMs),
+//!   and the host-to-guest control channel (signals, end of stdin) is not
+//!   wired (compare sends neither). The kernel log goes nowhere on both.
+//!
+//! Both are measured like every path: spawn to the workload's marker line
+//! on stdout, spawn to exit, the launcher's processes.
+
+use std::path::{Path, PathBuf};
+
+use super::paths::{Context, Launcher, PathId, Prepared, file_size};
+use crate::bundle::artifacts::{self, Artifacts};
+use crate::lab::container::Bundle;
+
+/// The one bundle every bundle-running path gets: crun, runc, tinyvmm
+/// and QEMU (`scratch/bundle`, rootfs = kernels/build.sh's tree).
+pub fn shared_bundle(ctx: &Context) -> Result<Bundle, String> {
+    Bundle::write(
+        &ctx.scratch.join("bundle"),
+        &ctx.kernels.join("rootfs"),
+        &ctx.workload.container_args(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn kernel(ctx: &Context) -> Result<PathBuf, String> {
+    let k = ctx.kernels.join("vmlinux");
+    if !k.is_file() {
+        return Err(format!("{} missing (run kernels/build.sh)", k.display()));
+    }
+    Ok(k)
+}
+
+fn vm(
+    id: PathId,
+    ctx: &Context,
+    program: PathBuf,
+    args: Vec<String>,
+    image: (u64, String),
+) -> Prepared {
+    Prepared {
+        id,
+        binary: (program.clone(), file_size(&program)),
+        launcher: Launcher::Vmm {
+            program,
+            args,
+            timeout: ctx.linux_timeout,
+            pre_exec: None,
+        },
+        guest_memory: Some(ctx.memory.0),
+        image,
+    }
+}
+
+fn image_sizes(a: &Artifacts) -> Result<(u64, String), String> {
+    let initramfs = a.initramfs().map_err(|e| e.to_string())?.len() as u64;
+    Ok((
+        file_size(&a.image.path) + initramfs,
+        "root image (ext4, from the bundle's rootfs/) + init initramfs".into(),
+    ))
+}
+
+/// `tinyvmm run --bundle DIR`.
+pub fn tinyvmm(ctx: &Context) -> Result<Prepared, String> {
+    if !ctx.tinyvmm.is_file() {
+        return Err(format!("{} missing", ctx.tinyvmm.display()));
+    }
+    let k = kernel(ctx)?;
+    let b = shared_bundle(ctx)?;
+    // What tinyvmm will find in its cache (the first launch pays no miss).
+    let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
+    let args: Vec<String> = [
+        "run",
+        "--bundle",
+        &b.dir.to_string_lossy(),
+        "--kernel",
+        &k.to_string_lossy(),
+        "--memory",
+        &ctx.memory.1,
+        "--boot-timer",
+        "--stats",
+    ]
+    .map(String::from)
+    .to_vec();
+    Ok(vm(
+        PathId::TinyvmmBundle,
+        ctx,
+        ctx.tinyvmm.clone(),
+        args,
+        image_sizes(&a)?,
+    ))
+}
+
+/// QEMU microvm booting the artifacts the core prepared for the bundle.
+pub fn qemu(ctx: &Context, program: PathBuf) -> Result<Prepared, String> {
+    let k = kernel(ctx)?;
+    let b = shared_bundle(ctx)?;
+    let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
+    let initrd = ctx.scratch.join("bundle-initramfs.cpio");
+    let bytes = a.initramfs().map_err(|e| e.to_string())?;
+    std::fs::write(&initrd, bytes).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    let mut cmdline = Artifacts::cmdline(false);
+    if ctx.pvm {
+        cmdline = format!(
+            "{cmdline} {}",
+            crate::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS
+        );
+    }
+    let args = qemu_args(ctx, &k, &initrd, &a, &cmdline);
+    Ok(vm(PathId::QemuBundle, ctx, program, args, image_sizes(&a)?))
+}
+
+/// QEMU's command line: microvm without ACPI (its virtio-mmio slots then
+/// go on the kernel command line, which our kernel reads), the devices of
+/// `artifacts::DEVICES` in the order the guest numbers them.
+fn qemu_args(
+    ctx: &Context,
+    kernel: &Path,
+    initrd: &Path,
+    a: &Artifacts,
+    cmdline: &str,
+) -> Vec<String> {
+    let cpu = if ctx.pvm {
+        super::paths::PVM_QEMU_CPU
+    } else {
+        "host"
+    };
+    let root = format!(
+        "file={},format=raw,if=none,id=root,readonly=on",
+        a.image.path.display()
+    );
+    [
+        "-M",
+        "microvm,acpi=off",
+        "-enable-kvm",
+        "-cpu",
+        cpu,
+        "-m",
+        &ctx.memory.1,
+        "-smp",
+        &a.vcpus.to_string(),
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-no-reboot",
+        "-serial",
+        "null",
+        // reboot=k: the guest's reset goes through the keyboard controller.
+        "-device",
+        "i8042",
+        "-chardev",
+        "stdio,id=out,signal=off",
+        "-chardev",
+        "file,id=err,path=/dev/stderr,append=on",
+        "-device",
+        "virtio-serial-device,id=hvc0,max_ports=1",
+        "-device",
+        "virtconsole,bus=hvc0.0,chardev=out",
+        "-device",
+        "virtio-serial-device,id=hvc1,max_ports=1",
+        "-device",
+        "virtconsole,bus=hvc1.0,chardev=err",
+        "-drive",
+        &root,
+        "-device",
+        "virtio-blk-device,drive=root",
+        "-device",
+        "virtio-rng-device",
+        "-kernel",
+        &kernel.to_string_lossy(),
+        "-initrd",
+        &initrd.to_string_lossy(),
+        "-append",
+        cmdline,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::rootfs::Image;
+
+    #[test]
+    fn qemu_gets_the_devices_the_guest_init_expects_in_its_order() {
+        let ctx = Context {
+            tinyvmm: "/nonexistent/tinyvmm".into(),
+            kernels: "/k".into(),
+            memory: (128 << 20, "128M".into()),
+            workload: Default::default(),
+            pvm: true,
+            scratch: "/s".into(),
+            linux_timeout: std::time::Duration::from_secs(1),
+            firecracker: None,
+            cloud_hypervisor: None,
+        };
+        let a = Artifacts {
+            ignored: vec![],
+            settings: b"arg\0true\0".to_vec(),
+            image: Image {
+                path: "/c/root.ext4".into(),
+                hit: true,
+                hash_time: Default::default(),
+                build_time: Default::default(),
+            },
+            memory: 128 << 20,
+            vcpus: 1,
+            terminal: false,
+        };
+        let args = qemu_args(
+            &ctx,
+            Path::new("/k/vmlinux"),
+            Path::new("/s/i.cpio"),
+            &a,
+            "c",
+        );
+        let line = args.join(" ");
+        let at = |s: &str| line.find(s).unwrap_or_else(|| panic!("{s} not in {line}"));
+        // hvc0 (stdout on QEMU's stdout) is the first virtio console, hvc1
+        // (stderr) the second; the root image is read-only.
+        assert!(
+            at("virtconsole,bus=hvc0.0,chardev=out") < at("virtconsole,bus=hvc1.0,chardev=err")
+        );
+        assert!(at("stdio,id=out") > 0 && at("path=/dev/stderr") > 0);
+        assert!(line.contains("file=/c/root.ext4,format=raw,if=none,id=root,readonly=on"));
+        assert!(line.contains("microvm,acpi=off") && line.contains("-device i8042"));
+        assert!(line.ends_with("-initrd /s/i.cpio -append c"), "{line}");
+    }
+}
