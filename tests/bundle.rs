@@ -311,8 +311,9 @@ exit 3"#;
 }
 
 /// SIGTERM to tinyvmm runs the workload's trap handler, as SIGTERM to crun
-/// does; a workload that ignores it is stopped after --stop-timeout (143
-/// and one line).
+/// does; a workload without a handler goes on, as crun's PID 1 does; a
+/// workload that ignores it is stopped after --stop-timeout (143 and one
+/// line).
 #[test]
 fn sigterm_reaches_the_workloads_trap_handler() {
     let test = "sigterm_reaches_the_workloads_trap_handler";
@@ -331,6 +332,22 @@ fn sigterm_reaches_the_workloads_trap_handler() {
         &rootfs,
         process(
             &["sh", "-c", "trap '' TERM; echo ready; sleep 600"],
+            0,
+            0,
+            &[],
+            "/",
+        ),
+        true,
+    );
+    // Untrapped: under crun the shell is PID 1 of its namespace and the
+    // kernel drops a signal it has no handler for; the guest's init
+    // forwards a signal only when the workload catches it (or it is
+    // SIGKILL/SIGSTOP), so the shell goes on in both.
+    let untrapped = Bundle::new(
+        "untrapped",
+        &rootfs,
+        process(
+            &["sh", "-c", "echo ready; sleep 2; echo done; exit 7"],
             0,
             0,
             &[],
@@ -369,6 +386,10 @@ fn sigterm_reaches_the_workloads_trap_handler() {
         cmd.args(["--stop-timeout", "1"]);
         move || signalled(cmd)
     });
+    let ignored = std::thread::spawn({
+        let cmd = tinyvmm_command(&untrapped, &kernel);
+        move || signalled(cmd)
+    });
     let c = signalled(crun_command(
         &b,
         &format!("tinyvmm-test-sig-{}", std::process::id()),
@@ -377,6 +398,14 @@ fn sigterm_reaches_the_workloads_trap_handler() {
     assert_eq!(c, v, "crun:\n{}\ntinyvmm:\n{}", show(&c), show(&v));
     assert_eq!(v.stdout, b"ready\ncaught TERM\n");
     assert_eq!(v.status, Some(42));
+    let c = signalled(crun_command(
+        &untrapped,
+        &format!("tinyvmm-test-untrapped-{}", std::process::id()),
+    ));
+    let v = ignored.join().unwrap();
+    assert_eq!(c, v, "crun:\n{}\ntinyvmm:\n{}", show(&c), show(&v));
+    assert_eq!(v.stdout, b"ready\ndone\n");
+    assert_eq!(v.status, Some(7));
     let s = stopped.join().unwrap();
     assert_eq!(s.status, Some(143), "{}", show(&s));
     assert_eq!(s.stdout, b"ready\n");

@@ -64,6 +64,7 @@ fn setup_and_run(regs: *mut u8, stderr: &mut Option<std::fs::File>) -> Result<u8
         // volatile byte store is the register write.
         unsafe { regs.write_volatile(BOOT_MARKER) };
     }
+    process::keep_proc();
     root::build(&settings)?;
     root::switch()?;
     if let Some(h) = &settings.hostname {

@@ -4,7 +4,9 @@
 //! input to the stdin pipe. hvc1's input is the VMM's control channel, one
 //! ASCII line per message: `signal N` (deliver signal N to the workload)
 //! and `eof N` (host stdin ended after N bytes: close the stdin pipe once
-//! N bytes went through). With `process.terminal` hvc0 is the workload's
+//! N bytes went through). A signal is delivered only where the kernel
+//! would deliver it to a namespace's PID 1, as the workload is under crun
+//! (`delivered_to_pid1`). With `process.terminal` hvc0 is the workload's
 //! controlling terminal, for all three.
 
 use std::fs::File;
@@ -252,8 +254,84 @@ fn signal_line(line: &str) {
         return;
     };
     let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
+    if pid > 0 && delivered_to_pid1(pid, sig) {
         // SAFETY: kill(2) with a pid we started and a signal number.
         unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// /proc as the initramfs mounted it, kept open across the root switch
+/// (the container's root may have no /proc).
+static PROC: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+
+/// Opens /proc for `delivered_to_pid1`; call before the root switch.
+pub fn keep_proc() {
+    if let Ok(f) = File::open("/proc") {
+        let _ = PROC.set(f);
+    }
+}
+
+/// Whether `sig` from outside would reach the workload if it were PID 1 of
+/// its PID namespace, as under crun: the kernel drops a signal the
+/// namespace's init has no handler for, except SIGKILL and SIGSTOP from an
+/// ancestor namespace (the host). Read from /proc/<pid>/status's SigCgt at
+/// the moment of delivery, as the kernel decides at send time; when the
+/// mask cannot be read the signal is delivered.
+fn delivered_to_pid1(pid: libc::pid_t, sig: i32) -> bool {
+    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return true;
+    }
+    match caught_mask(pid) {
+        Some(mask) => catches(mask, sig),
+        None => true,
+    }
+}
+
+/// Bit N-1 of a SigCgt mask is signal N.
+pub fn catches(mask: u64, sig: i32) -> bool {
+    (1..=64).contains(&sig) && mask & (1u64 << (sig - 1)) != 0
+}
+
+/// The SigCgt line of a /proc/<pid>/status text.
+pub fn sigcgt(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+fn caught_mask(pid: libc::pid_t) -> Option<u64> {
+    let proc = PROC.get()?;
+    let name = std::ffi::CString::new(format!("{pid}/status")).ok()?;
+    // SAFETY: a directory fd we keep open and a NUL-terminated relative path.
+    let fd = unsafe {
+        libc::openat(
+            proc.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: openat returned a new fd that nobody else owns.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    sigcgt(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigcgt_bits_name_signals() {
+        let status = "Name:\tsh\nSigIgn:\t0000000000000004\nSigCgt:\t0000000000004002\n";
+        let mask = sigcgt(status).unwrap();
+        assert!(catches(mask, libc::SIGINT)); // bit 1
+        assert!(catches(mask, libc::SIGTERM)); // bit 14
+        assert!(!catches(mask, libc::SIGHUP));
+        assert!(!catches(mask, libc::SIGQUIT)); // ignored, not caught
+        assert!(!catches(mask, 0) && !catches(mask, 65));
+        assert_eq!(sigcgt("Name:\tx\n"), None);
     }
 }
