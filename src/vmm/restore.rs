@@ -158,7 +158,9 @@ impl Vmm {
                     let image = images
                         .next()
                         .ok_or_else(|| bad_state("disks")("missing".into()))?;
-                    devices.attach_virtio_block(vm.fd(), vm.memory(), image)?
+                    // Not saved: the default mode (docs/disk.md).
+                    let iothread = crate::devices::virtio::block::IOTHREAD_DEFAULT;
+                    devices.attach_virtio_block(vm.fd(), vm.memory(), image, iothread)?
                 }
                 VirtioKindSnapshot::Rng => devices.attach_virtio_rng(vm.fd(), vm.memory())?,
             }
