@@ -526,3 +526,64 @@ fn the_same_image_twice_is_a_bad_option_not_a_lock_conflict() {
     );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+/// The number before `unit` on the `disk vda` line of `--stats`.
+fn vda_stat(stderr: &str, unit: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("tinyvmm: disk vda "))
+        .unwrap_or_else(|| panic!("no disk vda line in: {stderr}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| w.trim_end_matches(',') == unit)
+        .unwrap_or_else(|| panic!("no {unit:?} in {line:?}"));
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn a_guest_hammering_the_disk_queue_does_not_grow_the_vmm() {
+    let test = "a_guest_hammering_the_disk_queue_does_not_grow_the_vmm";
+    // The chaos monkey (kernels/tiny/chaos.S) with a disk among its
+    // windows: queue notifications, rings anywhere in RAM, broken chains.
+    let img = image("hammer", IMAGE);
+    let disk = format!("path={}", img.path());
+    let Some(idle) = boot(test, "tiny.chaos=1,0", &["--disk", &disk, "--stats"]) else {
+        return;
+    };
+    let busy = run(
+        &[
+            "run",
+            "--cmdline",
+            "tiny.chaos=1,100000",
+            "--disk",
+            &disk,
+            "--stats",
+        ],
+        b"",
+        Duration::from_secs(120),
+    );
+    for (out, what) in [(&idle, "idle"), (&busy, "100000 accesses")] {
+        assert_eq!(out.code, Some(0), "{what}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
+    }
+    let notified = vda_stat(&busy.stderr, "notifications");
+    let requests = vda_stat(&busy.stderr, "requests");
+    assert!(
+        notified >= 100 && requests > 0,
+        "chaos barely reached the disk ({notified} notifications, {requests} requests): {}",
+        busy.stderr
+    );
+    // Its broken chains are completed empty and counted, not dropped.
+    let bad = vda_stat(&busy.stderr, "bad");
+    assert!(bad > 0, "no bad chain counted: {}", busy.stderr);
+    let (a, b) = (
+        common::vmm_resident_mib(&idle.stderr),
+        common::vmm_resident_mib(&busy.stderr),
+    );
+    eprintln!("VMM resident memory: idle {a:.2} MiB, {notified} notifications {b:.2} MiB");
+    assert!(
+        (b - a).abs() <= 1.0,
+        "the hammered disk moved VMM memory from {a} to {b} MiB"
+    );
+}
