@@ -14,21 +14,14 @@
 //! alternating, as `compare` launches its `tinyvmm-disk` and
 //! `tinyvmm-linux` paths.
 //!
-//! Between the two, requests on the event loop against a thread of the
-//! disk's own (`iothread=off|on`), in rounds: `modes.rs`.
-//!
 //! `cargo bench --bench disk` (run it under the machine's heavy-work lock:
 //! `flock /work/.heavy.lock cargo bench --bench disk` on our shared hosts).
 //! Linux boots take 15-30 s each on kvm_pvm hosts; sizes via
 //! `TINYVMM_DISKBENCH=MIB,OPS` (default 64,2000), boot rounds via
-//! `TINYVMM_DISKBENCH_BOOTS` (default 2), event-loop/I/O-thread rounds via
-//! `TINYVMM_DISKBENCH_ROUNDS` (default 2), parts via
-//! `TINYVMM_DISKBENCH_PARTS` (default `vmms,modes,boot`). A missing kernel
-//! or QEMU is said on stderr and that column is left out.
+//! `TINYVMM_DISKBENCH_BOOTS` (default 2). A missing kernel or QEMU is said
+//! on stderr and that column is left out.
 
 mod common;
-#[path = "disk/modes.rs"]
-mod modes;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,16 +40,10 @@ struct Figures {
 
 /// diskbench's three lines -> figures.
 fn parse(out: &str) -> Option<Figures> {
-    parse_prefixed(out, "")
-}
-
-/// The same for the lines that start with `prefix` (the guest's
-/// `tinyvmm.diskbench=...,load` runs: "two-vda: ", "console: "...).
-fn parse_prefixed(out: &str, prefix: &str) -> Option<Figures> {
     let field = |test: &str, key: &str| -> Option<f64> {
         let line = out
             .lines()
-            .find(|l| l.starts_with(&format!("{prefix}diskbench {test} ")))?;
+            .find(|l| l.starts_with(&format!("diskbench {test} ")))?;
         let v = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix(&format!("{key}=")))?;
@@ -139,16 +126,10 @@ fn main() {
             Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
         })
         .unwrap_or((64, 2000));
-    let number = |var: &str, default: usize| -> usize {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let boots = number("TINYVMM_DISKBENCH_BOOTS", 2);
-    let rounds = number("TINYVMM_DISKBENCH_ROUNDS", 2);
-    let parts = std::env::var("TINYVMM_DISKBENCH_PARTS").unwrap_or("vmms,modes,boot".into());
-    let part = |name: &str| parts.split(',').any(|p| p == name);
+    let boots: usize = std::env::var("TINYVMM_DISKBENCH_BOOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let mut ctx = common::context();
     ctx.linux_timeout = std::time::Duration::from_secs(900);
     std::fs::create_dir_all(&ctx.scratch).expect("scratch dir");
@@ -159,12 +140,10 @@ fn main() {
         diskbench.display()
     );
 
-    // The images: 2 x MIB MiB of non-zero bytes (not sparse: holes read
-    // fast); the second is /dev/vdb in the two-disk case.
+    // The image: 2 x MIB MiB of non-zero bytes (not sparse: holes read fast).
     let image = ctx.scratch.join("disk.img");
-    let image2 = ctx.scratch.join("disk2.img");
-    for path in [&image, &image2] {
-        let mut f = std::fs::File::create(path).expect("image");
+    {
+        let mut f = std::fs::File::create(&image).expect("image");
         let chunk: Vec<u8> = (0..1 << 20)
             .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
             .collect();
@@ -174,7 +153,14 @@ fn main() {
         f.sync_all().expect("sync image");
     }
     let host = chrono_line();
-    println!("disk bench: {host}; load {}", load());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "disk bench: {host}; load {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!(
         "image {} MiB raw, tests on its first {mib} MiB: 1 MiB sequential requests, {ops} random 4 KiB reads, O_DIRECT",
         2 * mib
@@ -187,89 +173,11 @@ fn main() {
         .expect("diskbench on the host");
     let host_fig = parse(&String::from_utf8_lossy(&out.stdout));
 
-    if let Some(h) = host_fig {
-        println!(
-            "host (the image file, O_DIRECT): {:.0} MiB/s read, {:.0} MiB/s write, {:.0} IOPS",
-            h.read_mibs, h.write_mibs, h.iops
-        );
-    }
-    if part("modes") {
-        event_loop_vs_io_thread(&ctx, &[&image, &image2], mib, ops, rounds);
-    }
-    if part("vmms") {
-        tinyvmm_qemu_host(&ctx, &image, mib, ops, host_fig);
-    }
-    if part("boot") {
-        boot_times(&ctx, boots);
-    }
-    let _ = std::fs::remove_dir_all(&ctx.scratch);
-}
-
-/// The 1-, 5- and 15-minute load averages.
-fn load() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    load.split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `modes.rs`: event loop vs I/O thread, `rounds` interleaved rounds.
-fn event_loop_vs_io_thread(
-    ctx: &paths::Context,
-    images: &[&PathBuf; 2],
-    mib: u64,
-    ops: u64,
-    rounds: usize,
-) {
-    let extra = format!("tinyvmm.diskbench={mib},{ops},load");
-    let Some((program, args)) = vm_args(PathId::TinyvmmLinux, ctx, &extra, &[]) else {
-        return;
-    };
-    println!(
-        "\nevent loop vs I/O thread: {rounds} rounds, each boots once per mode (order off, on, then on, off...); in each guest diskbench runs alone on vda, on vda and vdb at once, and on vda under a console flood"
-    );
-    let mut runs = Vec::new();
-    for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for iothread in order {
-            let before = load();
-            let r = modes::run_mode(
-                &program,
-                &args,
-                [images[0].as_path(), images[1].as_path()],
-                iothread,
-                ctx.linux_timeout,
-            );
-            println!(
-                "round {} iothread={}: load {before} before, {} after",
-                round + 1,
-                if iothread { "on" } else { "off" },
-                load()
-            );
-            runs.push((iothread, r));
-        }
-    }
-    modes::print(&runs);
-}
-
-/// tinyvmm, QEMU and the host on one image.
-fn tinyvmm_qemu_host(
-    ctx: &paths::Context,
-    image: &Path,
-    mib: u64,
-    ops: u64,
-    host_fig: Option<Figures>,
-) {
     // tinyvmm and QEMU: the same kernel, initramfs and command line.
     let extra = format!("tinyvmm.diskbench={mib},{ops}");
     let tv = vm_args(
         PathId::TinyvmmLinux,
-        ctx,
+        &ctx,
         &extra,
         &[
             "--disk".into(),
@@ -283,7 +191,7 @@ fn tinyvmm_qemu_host(
     );
     let qm = vm_args(
         PathId::QemuLinux,
-        ctx,
+        &ctx,
         &extra,
         &[
             "-drive".into(),
@@ -348,12 +256,10 @@ fn tinyvmm_qemu_host(
             notes / reqs.max(1.0)
         );
     }
-}
 
-/// Time to the marker: root on the disk vs in the initramfs.
-fn boot_times(ctx: &paths::Context, boots: usize) {
-    let disk = paths::prepare(PathId::TinyvmmDisk, ctx);
-    let ram = paths::prepare(PathId::TinyvmmLinux, ctx);
+    // Time to the marker: root on the disk vs in the initramfs.
+    let disk = paths::prepare(PathId::TinyvmmDisk, &ctx);
+    let ram = paths::prepare(PathId::TinyvmmLinux, &ctx);
     if let (Ok(disk), Ok(ram)) = (disk, ram) {
         let (mut d, mut r) = (Vec::new(), Vec::new());
         for n in 0..boots {
@@ -376,6 +282,7 @@ fn boot_times(ctx: &paths::Context, boots: usize) {
             fmt(&d)
         );
     }
+    let _ = std::fs::remove_dir_all(&ctx.scratch);
 }
 
 /// The host and the time, for the report.

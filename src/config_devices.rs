@@ -4,23 +4,16 @@
 
 use super::ConfigError;
 
-/// Parses one `--disk path=FILE[,readonly=on|off][,direct=on|off][,id=NAME][,iothread=on|off]`.
+/// Parses one `--disk path=FILE[,readonly=on|off][,direct=on|off][,id=NAME]`.
 pub fn parse_disk(
     text: &str,
 ) -> Result<crate::devices::virtio::block::disk::DiskConfig, ConfigError> {
-    let o = crate::options::Options::parse(
-        "--disk",
-        text,
-        &["path", "readonly", "direct", "id", "iothread"],
-    )
-    .map_err(ConfigError::Path)?;
+    let o = crate::options::Options::parse("--disk", text, &["path", "readonly", "direct", "id"])
+        .map_err(ConfigError::Path)?;
     Ok(crate::devices::virtio::block::disk::DiskConfig {
         path: o.required("path").map_err(ConfigError::Path)?.into(),
         readonly: o.on_off("readonly", false).map_err(ConfigError::Path)?,
         direct: o.on_off("direct", false).map_err(ConfigError::Path)?,
-        iothread: o
-            .on_off("iothread", crate::devices::virtio::block::IOTHREAD_DEFAULT)
-            .map_err(ConfigError::Path)?,
         id: match o.get("id") {
             Some(id) if id.len() > crate::devices::virtio::block::disk::ID_BYTES => {
                 return Err(ConfigError::Path(format!(

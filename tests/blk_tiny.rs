@@ -412,6 +412,12 @@ fn bad_disk_arguments_get_one_line_and_125_or_126() {
         "expected on or off",
     );
     expect_refusal("readonly=on", 125, "path= is required");
+    // No I/O-thread mode: requests run on the event loop (docs/disk.md).
+    expect_refusal(
+        &format!("path={},iothread=on", img.path()),
+        125,
+        "unknown key \"iothread\"",
+    );
     // Unusable images (126): opened while the VM is built (see the ignored
     // test below for why that needs KVM today).
     if !kvm_available("bad_disk_arguments_get_one_line_and_125_or_126") {

@@ -59,7 +59,6 @@ pub fn prepare(args: &RunArgs, bundle: &Path) -> Result<Prepared, BundleError> {
             readonly: true,
             direct: false,
             id: None,
-            iothread: crate::devices::virtio::block::IOTHREAD_DEFAULT,
         },
     );
     let (initrd, path) = initramfs::memfd(&a.settings)

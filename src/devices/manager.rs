@@ -140,10 +140,6 @@ pub struct DeviceManager {
     pub(super) legacy: Option<LegacyDevices>,
     virtio: Vec<VirtioSlot>,
     pub(super) console_input: Option<InputTarget>,
-    /// `iothread=on` disks: their work, for threads of their own.
-    io_threads: Vec<super::virtio::block::iothread::IoThreadSpec>,
-    /// Their work locks (`quiesce`).
-    work_gates: Vec<super::virtio::block::iothread::WorkGate>,
 }
 
 pub(super) fn eventfd(what: &'static str) -> Result<EventFd, DeviceError> {

@@ -12,7 +12,6 @@ use super::super::output::GuestOutput;
 use super::super::stdin::ConsoleInput;
 use super::super::virtio::block::Block;
 use super::super::virtio::block::disk::DiskImage;
-use super::super::virtio::block::iothread::{IoThreadSpec, WorkGate};
 use super::super::virtio::console::{self as virtio_console, Console};
 use super::super::virtio::net::Net;
 use super::super::virtio::net::events::TapEvents;
@@ -87,34 +86,18 @@ impl DeviceManager {
     }
 
     /// A virtio disk on the image `disk` (opened and locked by the caller,
-    /// while files may still be opened). With `iothread`, its queue is
-    /// served by a thread of its own (`block::iothread`) instead of the
-    /// event loop: its subscriber goes to `take_io_threads`.
+    /// while files may still be opened).
     pub fn attach_virtio_block(
         &mut self,
         vm: &impl VmWiring,
         mem: &GuestMemoryMmap,
         disk: DiskImage,
-        iothread: bool,
     ) -> Result<(), DeviceError> {
         let Attached {
             transport,
             base,
             gsi,
         } = self.attach_virtio("a virtio disk", vm, mem, Block::new(disk), Vec::new())?;
-        if iothread {
-            // attach_virtio's last subscriber is this device's queue work.
-            if let Some(events) = self.subscribers.pop() {
-                let index = self.virtio_disks().count();
-                let gate = WorkGate::default();
-                self.work_gates.push(gate.clone());
-                self.io_threads.push(IoThreadSpec {
-                    name: format!("blk-vd{}", disk_letter(index)),
-                    events,
-                    gate,
-                });
-            }
-        }
         self.virtio.push(VirtioSlot {
             base,
             gsi,
@@ -203,36 +186,11 @@ impl DeviceManager {
         Ok(())
     }
 
-    /// The I/O threads' work (`iothread=on` disks), taken once when the
-    /// VM starts running (`block::iothread::IoThreads::start`).
-    pub fn take_io_threads(&mut self) -> Vec<IoThreadSpec> {
-        std::mem::take(&mut self.io_threads)
-    }
-
-    /// Keeps every disk I/O thread still while the result lives: the
-    /// request each is working on finishes first, and none starts until
-    /// the result is dropped (snapshots). Event-loop devices need nothing:
-    /// the snapshot runs on the loop's own thread.
-    pub fn quiesce(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
-        self.work_gates
-            .iter()
-            .map(|g| crate::sync::lock(g))
-            .collect()
-    }
-
     /// The virtio socket device, if attached.
     pub fn virtio_vsock(&self) -> Option<&VirtioVsock> {
         self.virtio.iter().find_map(|s| match &s.handle {
             VirtioHandle::Vsock(v) => Some(v),
             _ => None,
         })
-    }
-}
-
-/// `a` for /dev/vda, `b`..., then `a?` past `z` (names of I/O threads).
-fn disk_letter(index: usize) -> String {
-    match u8::try_from(index).ok().filter(|&i| i < 26) {
-        Some(i) => char::from(b'a' + i).to_string(),
-        None => format!("{index}"),
     }
 }

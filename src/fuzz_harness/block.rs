@@ -48,7 +48,6 @@ fn image(readonly: bool) -> DiskImage {
         readonly,
         direct: false,
         id: None,
-        iothread: false,
     };
     DiskImage::open(&config).expect("the scratch image opens")
 }

@@ -6,10 +6,7 @@
 //!    only for the terminal requests, the KVM requests the vCPUs use and
 //!    a tap's TUNSETOFFLOAD,
 //!    no new executable memory;
-//! 3. `vcpu_filter`: added by each vCPU thread on top: `KVM_RUN` and little else;
-//!    `iothread_filter`: added by a disk's I/O thread on top (`--disk
-//!    ...,iothread=on`): its eventfds and the image's I/O, no ioctl but
-//!    the terminal's restore.
+//! 3. `vcpu_filter`: added by each vCPU thread on top: `KVM_RUN` and little else.
 //!
 //! Filters stack: a call must pass every filter a thread has.
 
@@ -391,10 +388,6 @@ pub fn vcpu_filter() -> Result<BpfProgram, SeccompError> {
     );
     build(rules)
 }
-
-#[path = "filters_iothread.rs"]
-mod iothread;
-pub use iothread::{IOTHREAD_SYSCALLS, iothread_filter};
 
 #[cfg(test)]
 #[path = "filters_tests.rs"]

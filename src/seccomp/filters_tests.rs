@@ -7,7 +7,6 @@ fn filters_compile_and_name_the_kvm_ioctls() {
     assert!(!build_filter().unwrap().is_empty());
     assert!(!run_filter().unwrap().is_empty());
     assert!(!vcpu_filter().unwrap().is_empty());
-    assert!(!iothread_filter().unwrap().is_empty());
     assert_eq!(KVM_RUN(), 0xae80);
     assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
     assert_eq!(KVM_TRANSLATE(), 0xc018_ae85);
@@ -26,24 +25,6 @@ fn each_stage_is_narrower_than_the_one_before() {
         assert!(
             BUILD_SYSCALLS.contains(nr),
             "vCPU syscall {nr} not allowed at build"
-        );
-    }
-    // A disk I/O thread carries build, run and its own.
-    for nr in IOTHREAD_SYSCALLS {
-        assert!(
-            RUN_SYSCALLS.contains(nr),
-            "I/O thread syscall {nr} not allowed at run time"
-        );
-    }
-    for gone in [
-        libc::SYS_ioctl,
-        libc::SYS_socket,
-        libc::SYS_connect,
-        libc::SYS_accept4,
-    ] {
-        assert!(
-            !IOTHREAD_SYSCALLS.contains(&gone),
-            "{gone} allowed on the I/O thread"
         );
     }
     for nr in RUN_SYSCALLS {

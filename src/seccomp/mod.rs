@@ -7,8 +7,7 @@
 //!    on every thread at once (`SECCOMP_FILTER_FLAG_TSYNC`): nothing can
 //!    open a file, start a process or thread, make a socket or exec; `ioctl`
 //!    is narrowed to the terminal and the KVM requests used.
-//! 3. Each vCPU thread then adds its own, narrower still (`KVM_RUN`), and
-//!    so does a disk's I/O thread (its eventfds and the image).
+//! 3. Each vCPU thread then adds its own, narrower still (`KVM_RUN`).
 //!
 //! The lists are in `filters.rs`. A forbidden call traps (SIGSYS): our
 //! handler restores the terminal, prints the call's number and name and
@@ -22,7 +21,7 @@ use std::sync::OnceLock;
 
 use libc::{c_int, c_void, siginfo_t};
 
-pub use filters::{build_filter, iothread_filter, run_filter, vcpu_filter};
+pub use filters::{build_filter, run_filter, vcpu_filter};
 
 /// Whether and how the sandbox is used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,13 +240,6 @@ pub fn install_run_filter() -> Result<(), SeccompError> {
 pub fn install_vcpu_filter() -> Result<(), SeccompError> {
     let prog = vcpu_filter()?;
     THREAD_ROLE.with(|r| r.set("vCPU"));
-    seccompiler::apply_filter(&prog).map_err(err)
-}
-
-/// Installs a disk I/O thread's filter on the calling thread.
-pub fn install_iothread_filter() -> Result<(), SeccompError> {
-    let prog = iothread_filter()?;
-    THREAD_ROLE.with(|r| r.set("disk I/O"));
     seccompiler::apply_filter(&prog).map_err(err)
 }
 

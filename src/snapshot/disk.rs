@@ -85,7 +85,6 @@ pub fn config_for(saved: &DiskIdentity, path: Option<&std::path::Path>) -> DiskC
         path: path.map_or_else(|| saved.path.clone().into(), |p| p.to_path_buf()),
         readonly: saved.readonly,
         direct: saved.direct,
-        iothread: crate::devices::virtio::block::IOTHREAD_DEFAULT,
         id: Some(String::from_utf8_lossy(&saved.id[..id_len]).into_owned()),
     }
 }

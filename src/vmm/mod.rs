@@ -203,8 +203,8 @@ impl Vmm {
                 None
             }
         };
-        for (disk, c) in disks.into_iter().zip(&config.disks) {
-            devices.attach_virtio_block(vm.fd(), vm.memory(), disk, c.iothread)?;
+        for disk in disks {
+            devices.attach_virtio_block(vm.fd(), vm.memory(), disk)?;
         }
         for (tap, mac) in taps {
             devices.attach_virtio_net(vm.fd(), vm.memory(), tap, mac)?;

@@ -158,9 +158,7 @@ impl Vmm {
                     let image = images
                         .next()
                         .ok_or_else(|| bad_state("disks")("missing".into()))?;
-                    // Not saved: the default mode (docs/disk.md).
-                    let iothread = crate::devices::virtio::block::IOTHREAD_DEFAULT;
-                    devices.attach_virtio_block(vm.fd(), vm.memory(), image, iothread)?
+                    devices.attach_virtio_block(vm.fd(), vm.memory(), image)?
                 }
                 VirtioKindSnapshot::Rng => devices.attach_virtio_rng(vm.fd(), vm.memory())?,
             }

@@ -15,7 +15,6 @@ use crate::config::ConsoleKind;
 use crate::devices::boot_timer::Marker;
 use crate::devices::output::DEFAULT_CAPACITY;
 use crate::devices::stdin::{StdinForwarder, StdinSource};
-use crate::devices::virtio::block::iothread::IoThreads;
 use crate::exit::{ExitSignal, VmEnd};
 use crate::host::process;
 use crate::kvm::pause::Pause;
@@ -84,27 +83,14 @@ impl Vmm {
         )
         .map_err(setup_err("a vCPU thread"))?;
         vcpus.wait_all_ready();
-        // Disks with iothread=on: threads of their own, held at their
-        // gates like the vCPUs until the run-time sandbox is on.
-        let (mut io_threads, io_started) = match IoThreads::start(
-            self.devices.take_io_threads(),
-            &self.exit,
-            self.config.sandbox,
-        ) {
-            Ok(t) => (t, Ok(())),
-            Err(e) => (IoThreads::default(), Err(setup_err("a disk")(e))),
-        };
         let sampler = match self.profiler.as_mut() {
             Some(p) => p
                 .start(vcpus.sample_kicks(), self.boot_timer.clone())
                 .map_err(setup_err("the profiler thread")),
             None => Ok(()),
         };
-        match io_started.and(sampler).and_then(|()| self.lock_down()) {
-            Ok(()) => {
-                vcpus.release(true);
-                io_threads.release(true);
-            }
+        match sampler.and_then(|()| self.lock_down()) {
+            Ok(()) => vcpus.release(true),
             Err(e) => {
                 vcpus.release(false);
                 self.exit.request(VmEnd::KvmCall(e.to_string()));
@@ -118,7 +104,6 @@ impl Vmm {
 
         let ended = Instant::now();
         let joined = vcpus.join(VCPU_JOIN_DEADLINE);
-        io_threads.stop_and_join();
         if let Some(profiler) = self.profiler.take() {
             profiler.finish(&self.boot_timer.marks(), ended);
         }

@@ -3,8 +3,7 @@
 //! 1. every vCPU parks at an instruction boundary and saves its own state
 //!    (`kvm::pause`), kicked out of `KVM_RUN` if needed;
 //! 2. the VM's interrupt controllers, PIT and clock (`kvm::state`);
-//! 3. every device (`DeviceManager::save_state`; disks are flushed; disk
-//!    I/O threads are held still from the start: `DeviceManager::quiesce`);
+//! 3. every device (`DeviceManager::save_state`; disks are flushed);
 //! 4. guest RAM to the sparse memory file, then the state file last.
 //!
 //! Then the VM ends (on-marker: exit 0 naming the directory) or runs on.
@@ -38,9 +37,6 @@ impl Vmm {
             return self.pause.resume();
         };
         let started = Instant::now();
-        // Disk I/O threads stay still until the snapshot is over and, when
-        // it ends the VM, until that ending is recorded (they then stop).
-        let quiet = self.devices.quiesce();
         let result = self.save_snapshot(vcpus);
         let dir = plan.dir.display().to_string();
         match result {
@@ -66,7 +62,6 @@ impl Vmm {
                 self.pause.resume();
             }
         }
-        drop(quiet);
     }
 
     fn save_snapshot(&self, vcpus: &VcpuHandles) -> Result<(memory::Written, usize), String> {

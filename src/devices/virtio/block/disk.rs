@@ -34,9 +34,6 @@ pub struct DiskConfig {
     pub direct: bool,
     /// The serial `GET_ID` returns (at most 20 bytes); default: from the inode.
     pub id: Option<String>,
-    /// Requests on a thread of the device's own (`iothread=on`) rather
-    /// than the main thread's event loop (`super::iothread`).
-    pub iothread: bool,
 }
 
 /// Why an image cannot be used. All are refused before the VM starts (126).

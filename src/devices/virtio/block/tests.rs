@@ -38,7 +38,6 @@ fn rig(name: &str, sectors: u64, readonly: bool) -> Rig {
         readonly,
         direct: false,
         id: Some("disk-under-test".into()),
-        iothread: false,
     };
     Rig {
         mem: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap(),
