@@ -1,8 +1,11 @@
 //! QEMU microvm's command line, built in one place for every user of the
-//! lab: compare's QEMU path (`compare/peers.rs`), the disk and network
-//! benches and the many-processes test. It knows the kernel, initramfs and
-//! kernel command line, the memory, one vCPU, the options this host needs,
-//! and virtio-blk and virtio-net devices.
+//! lab: compare's QEMU path (`compare/peers.rs`), the network probe and
+//! bench, the disk bench (through compare's path) and the many-processes
+//! test. It knows the kernel, initramfs and kernel command line, the
+//! memory, the vCPUs, the options this host needs, and virtio devices in
+//! the order the guest numbers them: virtio-blk (read-write or read-only),
+//! virtio-net on a tap, virtio consoles on QEMU character devices (with
+//! the 8250 sent nowhere) and virtio-rng.
 //!
 //! - Machine `microvm,acpi=off`: our guest kernel has no ACPI, and without
 //!   ACPI tables QEMU lists its virtio-mmio devices on the kernel command
@@ -34,16 +37,73 @@ pub fn find() -> Option<PathBuf> {
     crate::lab::which(PROGRAM)
 }
 
-/// A virtio device on the microvm's virtio-mmio bus.
+/// A virtio device on the microvm's virtio-mmio bus (the guest numbers
+/// them in the order they are added).
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Device {
     /// virtio-blk on a raw image; `direct`: `cache=none` (O_DIRECT).
-    Disk { path: PathBuf, direct: bool },
+    Disk {
+        path: PathBuf,
+        direct: bool,
+        read_only: bool,
+    },
     /// virtio-net on an existing tap device.
     Tap { ifname: String },
+    /// A virtio console (one port) on a QEMU character device: `kind`
+    /// (`stdio`, `file`, ...) and its options.
+    Console { kind: String, options: String },
+    /// virtio-rng, fed by the host's entropy.
+    Rng,
 }
 
-/// One QEMU microvm guest: 1 vCPU, Linux booted from `-kernel`/`-initrd`.
+impl Device {
+    /// QEMU's arguments for device number `n`.
+    fn args(&self, n: usize) -> Vec<String> {
+        let (backend, device) = match self {
+            Device::Disk {
+                path,
+                direct,
+                read_only,
+            } => (
+                vec![
+                    "-drive".to_string(),
+                    format!(
+                        "id=d{n},file={},format=raw,if=none,cache={},aio=threads{}",
+                        path.display(),
+                        if *direct { "none" } else { "writeback" },
+                        if *read_only { ",readonly=on" } else { "" }
+                    ),
+                ],
+                format!("virtio-blk-device,drive=d{n}"),
+            ),
+            Device::Tap { ifname } => (
+                vec![
+                    "-netdev".to_string(),
+                    format!("tap,id=n{n},ifname={ifname},script=no,downscript=no"),
+                ],
+                format!("virtio-net-device,netdev=n{n}"),
+            ),
+            Device::Console { kind, options } => (
+                vec![
+                    "-chardev".to_string(),
+                    format!("{kind},id=c{n},{options}")
+                        .trim_end_matches(',')
+                        .to_string(),
+                    "-device".to_string(),
+                    format!("virtio-serial-device,id=s{n},max_ports=1"),
+                ],
+                format!("virtconsole,bus=s{n}.0,chardev=c{n}"),
+            ),
+            Device::Rng => (Vec::new(), "virtio-rng-device".to_string()),
+        };
+        let mut a = backend;
+        a.extend(["-device".to_string(), device]);
+        a
+    }
+}
+
+/// One QEMU microvm guest: Linux booted from `-kernel`/`-initrd`, 1 vCPU
+/// unless told, the kernel's console on the 8250 (stdio) unless told.
 #[derive(Clone, Debug)]
 pub struct Microvm {
     kernel: PathBuf,
@@ -51,6 +111,8 @@ pub struct Microvm {
     cmdline: String,
     memory: String,
     pvm: bool,
+    vcpus: u8,
+    serial: &'static str,
     devices: Vec<Device>,
 }
 
@@ -64,8 +126,50 @@ impl Microvm {
             cmdline: cmdline.to_string(),
             memory: memory.to_string(),
             pvm,
+            vcpus: 1,
+            serial: "stdio",
             devices: Vec::new(),
         }
+    }
+
+    /// vCPUs (`-smp`); on kvm_pvm hosts only one boots Linux.
+    pub fn vcpus(mut self, n: u8) -> Microvm {
+        self.vcpus = n;
+        self
+    }
+
+    /// The 8250 goes nowhere (`-serial null`): for a guest whose console is
+    /// a virtio console.
+    pub fn serial_null(mut self) -> Microvm {
+        self.serial = "null";
+        self
+    }
+
+    /// Adds a virtio console on a QEMU character device of `kind` with
+    /// `options`: `console("stdio", "signal=off")` is hvc0 on QEMU's
+    /// stdin/stdout when it is the first console added.
+    pub fn console(mut self, kind: &str, options: &str) -> Microvm {
+        self.devices.push(Device::Console {
+            kind: kind.to_string(),
+            options: options.to_string(),
+        });
+        self
+    }
+
+    /// Adds a virtio-rng device.
+    pub fn rng(mut self) -> Microvm {
+        self.devices.push(Device::Rng);
+        self
+    }
+
+    /// Adds a read-only virtio-blk disk on the raw image `path`.
+    pub fn read_only_disk(mut self, path: &Path) -> Microvm {
+        self.devices.push(Device::Disk {
+            path: path.to_path_buf(),
+            direct: false,
+            read_only: true,
+        });
+        self
     }
 
     /// Replaces the kernel command line (the host's options are still added).
@@ -80,6 +184,7 @@ impl Microvm {
         self.devices.push(Device::Disk {
             path: path.to_path_buf(),
             direct,
+            read_only: false,
         });
         self
     }
@@ -113,41 +218,20 @@ impl Microvm {
             "-m",
             &self.memory,
             "-smp",
-            "1",
+            &self.vcpus.to_string(),
             "-nodefaults",
             "-no-user-config",
             "-nographic",
             "-no-reboot",
             "-serial",
-            "stdio",
+            self.serial,
             "-device",
             "i8042",
         ]
         .map(String::from)
         .to_vec();
         for (n, d) in self.devices.iter().enumerate() {
-            let (backend, device) = match d {
-                Device::Disk { path, direct } => (
-                    [
-                        "-drive".to_string(),
-                        format!(
-                            "id=d{n},file={},format=raw,if=none,cache={},aio=threads",
-                            path.display(),
-                            if *direct { "none" } else { "writeback" }
-                        ),
-                    ],
-                    format!("virtio-blk-device,drive=d{n}"),
-                ),
-                Device::Tap { ifname } => (
-                    [
-                        "-netdev".to_string(),
-                        format!("tap,id=n{n},ifname={ifname},script=no,downscript=no"),
-                    ],
-                    format!("virtio-net-device,netdev=n{n}"),
-                ),
-            };
-            a.extend(backend);
-            a.extend(["-device".to_string(), device]);
+            a.extend(d.args(n));
         }
         a.extend([
             "-kernel".to_string(),
@@ -164,6 +248,11 @@ impl Microvm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the first value of `key` is.
+    fn value_at(args: &[String], key: &str) -> usize {
+        args.iter().position(|a| a == key).unwrap() + 1
+    }
 
     fn value<'a>(args: &'a [String], key: &str) -> Vec<&'a str> {
         args.windows(2)
@@ -225,6 +314,51 @@ mod tests {
                 "virtio-net-device,netdev=n1",
                 "virtio-blk-device,drive=d2"
             ]
+        );
+    }
+
+    #[test]
+    fn a_guest_on_virtio_consoles_gets_them_in_order_and_no_serial() {
+        // The shape of compare's bundle path: stdout on hvc0, stderr on
+        // hvc1, a read-only root image, an entropy device.
+        let args = Microvm::new(Path::new("/k"), Path::new("/i"), "c", "128M", false)
+            .vcpus(2)
+            .serial_null()
+            .console("stdio", "signal=off")
+            .console("file", "path=/dev/stderr,append=on")
+            .read_only_disk(Path::new("/root.ext4"))
+            .rng()
+            .args();
+        assert_eq!(value(&args, "-smp"), ["2"]);
+        assert_eq!(value(&args, "-serial"), ["null"]);
+        assert_eq!(
+            value(&args, "-chardev"),
+            [
+                "stdio,id=c0,signal=off",
+                "file,id=c1,path=/dev/stderr,append=on"
+            ]
+        );
+        assert_eq!(
+            value(&args, "-drive"),
+            ["id=d2,file=/root.ext4,format=raw,if=none,cache=writeback,aio=threads,readonly=on"]
+        );
+        assert_eq!(
+            value(&args, "-device"),
+            [
+                "i8042",
+                "virtio-serial-device,id=s0,max_ports=1",
+                "virtconsole,bus=s0.0,chardev=c0",
+                "virtio-serial-device,id=s1,max_ports=1",
+                "virtconsole,bus=s1.0,chardev=c1",
+                "virtio-blk-device,drive=d2",
+                "virtio-rng-device"
+            ]
+        );
+        assert_eq!(
+            Microvm::new(Path::new("/k"), Path::new("/i"), "c", "1G", false)
+                .console("stdio", "")
+                .args()[value_at(&args, "-chardev")],
+            "stdio,id=c0"
         );
     }
 }
