@@ -99,12 +99,6 @@ fn vm_args(
     else {
         return None;
     };
-    // QEMU microvm describes its virtio-mmio slots in ACPI tables, which
-    // our guest kernel does not read; without ACPI it puts them on the
-    // kernel command line (as tinyvmm does), so the disk is found.
-    if let Some(m) = args.iter_mut().find(|a| a.as_str() == "microvm") {
-        *m = "microvm,acpi=off".into();
-    }
     let at = args
         .iter()
         .position(|a| a == "--cmdline" || a == "-append")?;
