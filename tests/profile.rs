@@ -250,20 +250,15 @@ fn a_linux_boot_profile_names_kernel_functions_and_the_phases() {
     assert!(out.stdout.contains("TINYVMM-GUEST-OK"), "{}", out.stdout);
     let lines = folded(&out_file);
     let has = |name: &str| lines.iter().any(|(s, _)| s.split(';').any(|f| f == name));
-    for name in ["kernel_init", "free_reserved_area", "[user]"] {
+    // start_kernel runs in the boot's first seconds: it is there only if
+    // the sampler's kicks are honoured from the first guest instruction on
+    // (a kick sent before the vCPU thread was in its KVM_RUN loop was once
+    // lost, and no sample was taken until the guest's first exit: issue 15).
+    for name in ["start_kernel", "kernel_init", "[user]"] {
         assert!(
             has(name),
             "{name} not in the profile:\n{}",
             std::fs::read_to_string(&out_file).unwrap()
-        );
-    }
-    // start_kernel runs in the first seconds of the boot, and on our
-    // kvm_pvm host the kicks that take samples were not honoured there in
-    // one CI run (8442 ticks missed, "kernel entry" seen at 8.7 s): the
-    // profile then starts at kernel_init. Said visibly, not asserted.
-    if !has("start_kernel") {
-        eprintln!(
-            "NOTE: start_kernel not in this profile: early-boot samples were missed on this host"
         );
     }
     let svg = std::fs::read_to_string(dir.join("linux.folded.svg")).unwrap();
@@ -288,5 +283,19 @@ fn a_linux_boot_profile_names_kernel_functions_and_the_phases() {
             .unwrap_or_else(|| panic!("no {phase} phase: {}", out.stderr));
         assert!(!line.contains("not seen"), "{line}");
     }
+    // The kernel's entry comes within the boot's first moments (PVH entry,
+    // then startup_64 at the link address), long before user space: the
+    // phase must not be the first sample taken after a lost kick.
+    let at = |phase: &str| -> f64 {
+        let line = out.stderr.lines().find(|l| l.contains(phase)).unwrap();
+        let rest = line.split(phase).nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (entry, marker) = (at("kernel entry"), at("user space (boot marker)"));
+    assert!(
+        entry < marker / 10.0,
+        "kernel entry at {entry} ms, user space at {marker} ms:\n{}",
+        out.stderr
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

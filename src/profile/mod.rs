@@ -49,6 +49,8 @@ pub const DEFAULT_HZ: u32 = 1000;
 pub const MAX_HZ: u32 = 20_000;
 /// The sampler's rate while it only looks for the kernel's entry.
 pub const PHASE_HZ: u32 = 1000;
+/// Ticks a vCPU may owe a sample before it is kicked again.
+const RE_KICK_TICKS: u32 = 10;
 
 /// `--profile FILE [--profile-hz N] [--profile-symbols FILE]`, as plain data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +76,14 @@ impl ProfileConfig {
 pub(crate) struct Shared {
     /// Per vCPU: a sample is wanted at its next return from `KVM_RUN`.
     want: Vec<AtomicBool>,
+    /// Per vCPU: its thread is in its `KVM_RUN` loop, where a kick cannot
+    /// be lost (`signals::with_kick_target`). A kick before that (the
+    /// thread still at the start gate or installing its filter) finds no
+    /// target and does nothing; the sample would then stay owed, and no
+    /// further kick sent, until the guest's first exit to the VMM: in a
+    /// Linux boot, seconds (issue 15: `kernel entry` at 8.7 s, 8442 ticks
+    /// missed). So the sampler kicks only armed vCPUs.
+    armed: Vec<AtomicBool>,
     /// When a vCPU first entered `KVM_RUN`.
     first_run: OnceLock<Instant>,
     /// When a vCPU was first seen in the kernel's text mapping.
@@ -131,6 +141,7 @@ impl Profiler {
         };
         let shared = Arc::new(Shared {
             want: (0..config.vcpus).map(|_| AtomicBool::new(false)).collect(),
+            armed: (0..config.vcpus).map(|_| AtomicBool::new(false)).collect(),
             first_run: OnceLock::new(),
             kernel_entry: OnceLock::new(),
             results: Mutex::new(Vec::new()),
@@ -177,6 +188,8 @@ impl Profiler {
                 // done: the run-time filter may now go on.
                 let _ = running.send(());
                 let mut missed = 0u64;
+                // Ticks in a row at which some vCPU still owed a sample.
+                let mut owed = 0u32;
                 let mut next = Instant::now() + period;
                 while !shared.stop.load(Ordering::Acquire) {
                     let now = Instant::now();
@@ -194,15 +207,28 @@ impl Profiler {
                     {
                         break;
                     }
-                    // A vCPU still owing the last sample is not kicked again:
-                    // the guest always gets to run between two samples.
+                    // A vCPU still owing the last sample is not kicked again
+                    // (the guest always gets to run between two samples),
+                    // unless it has owed it for RE_KICK_TICKS ticks: then the
+                    // kick was lost (a pause completing an exit clears
+                    // `immediate_exit`), and one more costs one `EINTR`.
                     let mut due = false;
-                    for want in &shared.want {
+                    let mut owing = false;
+                    for (want, armed) in shared.want.iter().zip(&shared.armed) {
+                        if !armed.load(Ordering::Acquire) {
+                            continue;
+                        }
                         if want.swap(true, Ordering::AcqRel) {
                             missed += 1;
+                            owing = true;
                         } else {
                             due = true;
                         }
+                    }
+                    owed = if owing { owed + 1 } else { 0 };
+                    if owed >= RE_KICK_TICKS {
+                        owed = 0;
+                        due = true;
                     }
                     if due && !kicks.kick_all() {
                         break;

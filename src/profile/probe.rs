@@ -89,9 +89,12 @@ pub struct VcpuProbe {
 }
 
 impl VcpuProbe {
-    /// Before the first `KVM_RUN`: the first guest instruction is near.
+    /// Before the first `KVM_RUN`, with this thread's kick target set
+    /// (`signals::with_kick_target`): the first guest instruction is near,
+    /// and from now on a kick cannot be lost, so the sampler may kick.
     pub fn entering(&mut self) {
         self.shared.first_run.get_or_init(Instant::now);
+        self.shared.armed[self.index].store(true, Ordering::Release);
     }
 
     /// After `KVM_RUN` returned (an exit or a kick): take a sample if one
