@@ -93,10 +93,21 @@ pub const MINIMAL_HIDDEN: &[Feature] = &[
 /// (arch/x86/include/asm/cpufeatures.h, word*32+bit): CX16 141, PCID 145,
 /// POPCNT 151, AVX 156, RDRAND 158, FSGSBASE 288, AVX2 293, ERMS 297,
 /// INVPCID 298, RDSEED 306, SMAP 308, PKU 515, RDPID 534, FSRM 580. On
-/// ordinary KVM they repeat what CPUID already says. This is the project's one list of guest-kernel
-/// workaround options: `compare` gives QEMU's guest the same.
-pub const MINIMAL_KERNEL_ARGS: &str =
-    "noxsave nopcid clearcpuid=141,145,151,156,158,288,293,297,298,306,308,515,534,580";
+/// ordinary KVM they repeat what CPUID already says.
+///
+/// `noreplace-smp` is for speed: a kernel booted with one CPU rewrites
+/// every `lock` prefix of its text into a no-op, one `text_poke` (a page
+/// table switch and a TLB flush) each, about half a second where the
+/// emulator runs it (measured, docs/profiling.md); the prefixes then stay,
+/// which on one CPU only costs what a locked instruction costs.
+///
+/// This is the project's one list of guest-kernel workaround options:
+/// `compare` gives QEMU's guest the same.
+pub const MINIMAL_KERNEL_ARGS: &str = concat!(
+    "noxsave nopcid ",
+    "clearcpuid=141,145,151,156,158,288,293,297,298,306,308,515,534,580 ",
+    "noreplace-smp"
+);
 
 /// The kernel parameters a template adds to the command line.
 pub fn template_kernel_args(template: CpuTemplate) -> Option<&'static str> {
@@ -302,6 +313,7 @@ mod tests {
         assert_eq!(template_kernel_args(CpuTemplate::Host), None);
         let args = template_kernel_args(CpuTemplate::Minimal).unwrap();
         assert!(args.contains("noxsave"));
+        assert!(args.ends_with(" noreplace-smp"));
         // X86_FEATURE_* = word * 32 + bit, for the leaf-1 ECX (word 4),
         // leaf-7 EBX (word 9), leaf-7 ECX (word 16) and leaf-7 EDX (word
         // 18) features we hide.
