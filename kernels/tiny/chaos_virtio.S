@@ -36,7 +36,7 @@
         .equ RING_REGS_SIZE, 0x28
         /* Set-up script steps (see `script`): what to write. */
         .equ K_VALUE, 0                 /* the step's value */
-        .equ K_QUEUE, 1                 /* queue 0 or 1 */
+        .equ K_QUEUE, 1                 /* queue 0 (1/2), 1 or 2 (1/4 each) */
         .equ K_SIZE, 2                  /* 1 << 0..7 descriptors */
         .equ K_ADDR, 3                  /* a fresh guest_addr, low half */
         .equ K_HIGH, 4                  /* its high half */
@@ -82,8 +82,8 @@ op_virtio_status:
         movzbl  status_values(%rcx), %ecx
         mov     %ecx, VIRTIO_MMIO_STATUS(%rdx)
         jmp     chaos_next
-/* QueueNotify 0 or 1 (1 in 4 anything), after scribbling on the scratch
- * rings the device may be walking. */
+/* QueueNotify 0, 1 or 2 (1 in 4 anything), after scribbling on the
+ * scratch rings the device may be walking. */
 op_virtio_notify:
         call    window
         push    %rdx
@@ -95,7 +95,7 @@ op_virtio_notify:
         shr     $32, %rcx
         test    $3 << 12, %eax
         jz      1f
-        and     $1, %ecx
+        call    queue_number
 1:      mov     %ecx, VIRTIO_MMIO_QUEUE_NOTIFY(%rdx)
         jmp     chaos_next
 
@@ -135,8 +135,9 @@ op_virtio_script:
 2:      shr     $32, %rax                       /* fresh bits for the kinds */
         cmp     $K_QUEUE, %ecx
         jne     3f
-        and     $1, %eax
-        mov     %eax, %esi
+        mov     %eax, %ecx
+        call    queue_number
+        mov     %ecx, %esi
         jmp     9f
 3:      cmp     $K_SIZE, %ecx
         jne     4f
@@ -161,6 +162,15 @@ op_virtio_script:
         jmp     1b
 
 /* ---- Helpers (rax = the operation's random bits) ---------------- */
+/* ecx = a queue number from ecx's low bits: 0, 1 or 2 (the socket device's
+ * event queue; on a two-queue device a refused QueueSel, which is chaos
+ * too). */
+queue_number:
+        and     $3, %ecx
+        cmp     $3, %ecx
+        jne     1f
+        xor     %ecx, %ecx
+1:      ret
 window:                 /* rdx = virtio window number bits 8-9 */
         mov     %eax, %edx
         shr     $8, %edx
@@ -275,7 +285,7 @@ script:
         STEP    VIRTIO_MMIO_DRIVER_FEATURES_SEL, K_VALUE, 1
         STEP    VIRTIO_MMIO_DRIVER_FEATURES, K_VALUE, VIRTIO_F_VERSION_1_WORD1
         STEP    VIRTIO_MMIO_STATUS, K_VALUE, 0xb
-        .rept   2                               /* two queues (or one twice) */
+        .rept   3                               /* three queues (or one twice) */
         STEP    VIRTIO_MMIO_QUEUE_SEL, K_QUEUE
         STEP    VIRTIO_MMIO_QUEUE_NUM, K_SIZE
         STEP    VIRTIO_MMIO_QUEUE_DESC_LOW, K_ADDR
