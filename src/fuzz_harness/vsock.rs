@@ -4,15 +4,19 @@
 //! drive up to 16 rounds of: a transmit chain (a header with fields picked
 //! from the real values or any, a payload length honest or not, one to
 //! three descriptors of any length and direction), receive buffers (any
-//! sizes, either direction), socket events on every socket, then one
+//! sizes, either direction), socket events on every socket, a transport
+//! reset, a host client with a CONNECT line (good, bad, partial) and some
+//! data, the REQUEST deadline passing, an event-queue buffer, then one
 //! `process` call.
 //!
 //! After each round: every transmit chain made available was completed;
-//! no used length on the receive queue exceeds its chain's writable bytes;
-//! the connection count stays within the limit. A panic anywhere is a
-//! finding.
+//! no used length on the receive or event queue exceeds its chain's
+//! writable bytes; the connection count stays within the limit; once the
+//! deadline has passed no host connection still waits for the guest. A
+//! panic anywhere is a finding.
 
-use std::os::unix::net::UnixListener;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -22,7 +26,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use super::Input;
 use crate::devices::virtio::VirtioDevice;
 use crate::devices::virtio::vsock::packet::{HDR_LEN, HOST_CID, Header, TYPE_STREAM};
-use crate::devices::virtio::vsock::{RXQ, TXQ, Vsock, VsockConfig, host, muxer};
+use crate::devices::virtio::vsock::{EVQ, RXQ, TXQ, Vsock, VsockConfig, host, muxer};
 
 const RAM: usize = 0x10_0000;
 const QSIZE: u16 = 8;
@@ -72,6 +76,41 @@ impl Ring {
 
     fn used_idx(&self, mem: &GuestMemoryMmap) -> u16 {
         mem.read_obj(GuestAddress(self.base + 0x2002)).unwrap_or(0)
+    }
+
+    /// The device-writable bytes of the chain at `head` as the descriptor
+    /// table holds it now (a hostile driver rewrites descriptors of chains
+    /// still out; the device saw the table as it is after `process`).
+    fn writable(&self, mem: &GuestMemoryMmap, head: u16) -> u64 {
+        let (mut idx, mut room) = (head % QSIZE, 0u64);
+        for _ in 0..QSIZE {
+            let at = self.base + 16 * u64::from(idx);
+            let len: u32 = mem.read_obj(GuestAddress(at + 8)).unwrap_or(0);
+            let flags: u16 = mem.read_obj(GuestAddress(at + 12)).unwrap_or(0);
+            let next: u16 = mem.read_obj(GuestAddress(at + 14)).unwrap_or(0);
+            if flags & 2 != 0 {
+                room += u64::from(len);
+            }
+            if flags & 1 == 0 {
+                break;
+            }
+            idx = next % QSIZE;
+        }
+        room
+    }
+
+    /// Checks every used entry since `seen`: none longer than its chain's
+    /// writable bytes.
+    fn check_used(&self, mem: &GuestMemoryMmap, seen: &mut u16) {
+        while *seen != self.used_idx(mem) {
+            let (id, len) = self.used_len(mem, *seen);
+            let room = self.writable(mem, id);
+            assert!(
+                u64::from(len) <= room,
+                "used length {len} > writable {room}"
+            );
+            *seen = seen.wrapping_add(1);
+        }
     }
 
     fn used_len(&self, mem: &GuestMemoryMmap, i: u16) -> (u16, u32) {
@@ -130,7 +169,8 @@ pub fn virtio_vsock(data: &[u8]) {
         .collect();
     let mut queues: Vec<Option<Queue>> = rings.iter().map(|r| Some(r.queue())).collect();
     let mut rx_seen: u16 = 0;
-    let mut rx_room: Vec<u64> = vec![0; usize::from(QSIZE)];
+    let mut ev_seen: u16 = 0;
+    let mut clients: Vec<UnixStream> = Vec::new();
     for _ in 0..16 {
         if input.is_empty() {
             break;
@@ -156,6 +196,8 @@ pub fn virtio_vsock(data: &[u8]) {
             if dev.process(&mut queues, &mem).is_err() {
                 return; // a broken ring: the transport asks for a reset
             }
+            rings[RXQ].check_used(&mem, &mut rx_seen);
+            rings[EVQ].check_used(&mem, &mut ev_seen);
             assert_eq!(
                 rings[TXQ].used_idx(&mem),
                 before.wrapping_add(1),
@@ -165,8 +207,6 @@ pub fn virtio_vsock(data: &[u8]) {
         if what & 2 != 0 {
             for _ in 0..=input.u8() % 3 {
                 let chain = descs(&mut input, true, HDR_LEN as u32 + 4096);
-                let writable: u64 = chain.iter().filter(|d| d.2).map(|d| u64::from(d.1)).sum();
-                rx_room[usize::from(rings[RXQ].next)] = writable;
                 rings[RXQ].push(&mem, &chain);
             }
         }
@@ -186,20 +226,40 @@ pub fn virtio_vsock(data: &[u8]) {
         if what & 8 != 0 {
             dev.transport_reset();
         }
+        if what & 16 != 0 {
+            if let Ok(mut c) = UnixStream::connect(&config.socket) {
+                let line: &[u8] = input.pick(&[
+                    b"CONNECT 52\n".as_slice(),
+                    b"CONNECT 4294967295\n",
+                    b"CONNECT 5",
+                    b"CONNECT x\n",
+                    b"HELLO\n",
+                    b"CONNECT 52\r\nhello",
+                ]);
+                let _ = c.write_all(line);
+                clients.push(c);
+            }
+        }
+        if what & 32 != 0 {
+            let late = std::time::Instant::now() + 2 * muxer::REQUEST_TIMEOUT;
+            dev.muxer().expire_requests(late);
+            assert!(
+                dev.muxer().next_request_deadline().is_none_or(|d| d > late),
+                "no host connection waits past its deadline"
+            );
+        }
+        if what & 64 != 0 {
+            let chain = descs(&mut input, true, 8);
+            rings[EVQ].push(&mem, &chain);
+        }
         if dev.process(&mut queues, &mem).is_err() {
             return;
         }
-        while rx_seen != rings[RXQ].used_idx(&mem) {
-            let (id, len) = rings[RXQ].used_len(&mem, rx_seen);
-            let room = rx_room.get(usize::from(id)).copied().unwrap_or(0);
-            assert!(
-                u64::from(len) <= room,
-                "used length {len} > writable {room}"
-            );
-            rx_seen = rx_seen.wrapping_add(1);
-        }
+        rings[RXQ].check_used(&mem, &mut rx_seen);
+        rings[EVQ].check_used(&mem, &mut ev_seen);
         assert!(dev.muxer().connections() <= muxer::MAX_CONNS);
     }
+    drop(clients);
     drop(port52);
     let _ = std::fs::remove_dir_all(&dir);
 }
