@@ -209,13 +209,6 @@ impl VmConfig {
                 "--snapshot-on-marker/--snapshot-dir: a VM with --net cannot be saved yet".into(),
             ));
         }
-        // Nor one with --vsock: its connections are not saved (a restored
-        // guest gets a transport reset, `Vsock::transport_reset`).
-        if self.snapshot.is_some() && self.vsock.is_some() {
-            return Err(ConfigError::Path(
-                "--snapshot-on-marker/--snapshot-dir: a VM with --vsock cannot be saved yet".into(),
-            ));
-        }
         // Nor a bundle's VM: its second console and control channel are
         // not restored (docs/snapshot.md).
         if self.snapshot.is_some() && self.bundle.is_some() {

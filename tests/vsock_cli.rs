@@ -155,3 +155,62 @@ fn a_host_connection_the_guest_never_answers_is_closed_and_counted() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_vm_with_a_socket_device_is_saved_and_restored_on_its_path() {
+    let test = "a_vm_with_a_socket_device_is_saved_and_restored_on_its_path";
+    if !common::kvm_available(test) {
+        return;
+    }
+    use std::io::{Read, Write};
+    let d = scratch("snapshot");
+    let (sock, snap) = (d.join("v.sock"), d.join("snap"));
+    let arg = format!("cid=7,socket={}", sock.display());
+    let snap_arg = snap.display().to_string();
+    let out = run(
+        &[
+            "run",
+            "--vsock",
+            &arg,
+            "--snapshot-on-marker",
+            &snap_arg,
+            "--cmdline",
+            "tiny.exit=9 tiny.loop=3000000000",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // The restored VM binds the saved path again (the first run's socket
+    // is stale now) and serves host clients while the guest runs on.
+    let mut child = std::process::Command::new(common::tinyvmm())
+        .args(["restore", &snap_arg, "--stats", "--console", "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut c = loop {
+        match std::os::unix::net::UnixStream::connect(&sock) {
+            Ok(c) => break c,
+            Err(_) if start.elapsed() < T => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("the restored VM does not listen on {}: {e}", sock.display()),
+        }
+    };
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"HELLO\n").unwrap();
+    let mut b = [0u8; 8];
+    assert_eq!(c.read(&mut b).unwrap(), 0, "a bad line is closed");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("1 bad CONNECT lines"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -6,8 +6,9 @@
 //! Saved: the 8250's registers and receive FIFO (vm-superio's
 //! `SerialState`), the boot markers' write count, each virtio transport
 //! (registers, queues, ring positions) and device (the console's input,
-//! size and held output; each disk's identity; the entropy device has
-//! nothing beyond its transport). Not saved, because there is
+//! size and held output; each disk's identity; the socket device's cid and
+//! path, its connections dropped with a transport reset on restore; the
+//! entropy device has nothing beyond its transport). Not saved, because there is
 //! nothing to save: the debug-exit register (stateless) and the i8042
 //! (vm-superio keeps only its reset line and exposes no state; a guest that
 //! reads the controller after a restore sees its power-on values).
@@ -19,6 +20,7 @@ use vm_superio::serial::SerialState;
 use super::{DeviceManager, VirtioHandle};
 use crate::devices::virtio::console::state::ConsoleSnapshot;
 use crate::devices::virtio::mmio::state::TransportSnapshot;
+use crate::devices::virtio::vsock::VsockSnapshot;
 use crate::snapshot::disk::{self, DiskIdentity};
 use crate::sync::lock;
 
@@ -40,6 +42,8 @@ pub enum VirtioKindSnapshot {
     Block(DiskIdentity),
     /// The entropy device (no state of its own beyond its transport).
     Rng,
+    /// The socket device: its configuration (connections are not saved).
+    Vsock(VsockSnapshot),
 }
 
 /// One virtio device.
@@ -123,11 +127,12 @@ impl DeviceManager {
                         "a virtio-net device has no saved state yet",
                     ));
                 }
-                VirtioHandle::Vsock(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "a virtio-vsock device has no saved state yet",
-                    ));
+                VirtioHandle::Vsock(v) => {
+                    let v = lock(v);
+                    (
+                        v.save_state(),
+                        VirtioKindSnapshot::Vsock(v.device().save_state()),
+                    )
                 }
                 VirtioHandle::Block(b) => {
                     let b = lock(b);
@@ -186,6 +191,13 @@ impl DeviceManager {
                 }
                 (VirtioHandle::Rng(r), VirtioKindSnapshot::Rng) => {
                     lock(r).restore_state(&saved.transport)?;
+                }
+                (VirtioHandle::Vsock(v), VirtioKindSnapshot::Vsock(_)) => {
+                    // As Firecracker: the guest's connections are gone;
+                    // the event reaches it once the loop runs.
+                    let mut v = lock(v);
+                    v.restore_state(&saved.transport)?;
+                    v.device_mut().transport_reset();
                 }
                 _ => {
                     return Err(format!(

@@ -26,8 +26,11 @@ use crate::kvm::state::{VcpuState, VmState, vm_state_is_consistent};
 
 /// The first bytes of a `state` file.
 pub const MAGIC: &[u8; 8] = b"TVMMSNAP";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes. Version 2 added the socket
+/// device's state; version 1 files (without it) are read as well.
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// Header bytes: magic, version (u32), payload length (u64), CRC-32 (u32).
 pub const HEADER_LEN: usize = 24;
 /// The largest payload accepted (the real one is tens of KiB per vCPU).
@@ -48,7 +51,9 @@ pub enum SnapshotError {
     #[error("snapshot state: {0}")]
     Format(String),
     /// Written by another format version.
-    #[error("snapshot state: format version {0}, this tinyvmm reads version {VERSION}")]
+    #[error(
+        "snapshot state: format version {0}, this tinyvmm reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version(u32),
     /// The checksum does not match: the file was changed or damaged.
     #[error(
@@ -123,7 +128,7 @@ pub fn decode(bytes: &[u8]) -> Result<SnapshotState, SnapshotError> {
     let word =
         |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = word(8);
-    if version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&version) {
         return Err(SnapshotError::Version(version));
     }
     let len = u64::from(word(12)) | u64::from(word(16)) << 32;

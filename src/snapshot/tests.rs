@@ -78,8 +78,14 @@ fn bad_files_are_refused_each_with_its_reason() {
     );
     // Another version.
     let mut other = good.clone();
-    other[8] = 2;
-    assert!(matches!(decode(&other), Err(SnapshotError::Version(2))));
+    other[8] = 3;
+    assert!(matches!(decode(&other), Err(SnapshotError::Version(3))));
+    other[8] = 0;
+    assert!(matches!(decode(&other), Err(SnapshotError::Version(0))));
+    // Version 1 (no socket device state) is read as well; its checksum
+    // covers the payload only.
+    other[8] = 1;
+    assert!(decode(&other).is_ok());
     // One flipped payload byte.
     let mut corrupt = good.clone();
     let at = HEADER_LEN + 40;

@@ -6,7 +6,8 @@
 //! 3. guest RAM: the memory file mapped `MAP_PRIVATE` (pages load lazily);
 //! 4. the VM: is this host's CPU enough for the guest? then irqchip, PIT,
 //!    clock;
-//! 5. devices attached in the saved order, then their state;
+//! 5. devices attached in the saved order (a socket device binds its
+//!    path again), then their state;
 //! 6. vCPUs created bare and given their state.
 //!
 //! Every refusal is a `SnapshotError` (exit 126) except a failing KVM call
@@ -25,6 +26,7 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::legacy::SerialSetup;
 use crate::devices::manager::{DeviceManager, VirtioKindSnapshot};
 use crate::devices::virtio::block::disk::DiskImage;
+use crate::devices::virtio::vsock;
 use crate::exit::ExitSignal;
 use crate::kvm::state::{missing_cpu_features, restore_vcpu, restore_vm};
 use crate::kvm::vcpu::Vcpu;
@@ -90,7 +92,7 @@ impl Vmm {
             .iter()
             .filter_map(|v| match &v.device {
                 VirtioKindSnapshot::Block(d) => Some(d),
-                VirtioKindSnapshot::Console(_) | VirtioKindSnapshot::Rng => None,
+                _ => None,
             })
             .collect();
         if opts.disks.len() > saved_disks.len() {
@@ -149,6 +151,7 @@ impl Vmm {
         };
         devices.attach_legacy_devices(vm.fd(), serial, &exit, &boot_timer, &output)?;
         let mut images = disks.into_iter();
+        let mut vsock_config = None;
         for slot in &state.devices.virtio {
             match &slot.device {
                 VirtioKindSnapshot::Console(c) => {
@@ -161,6 +164,12 @@ impl Vmm {
                     devices.attach_virtio_block(vm.fd(), vm.memory(), image)?
                 }
                 VirtioKindSnapshot::Rng => devices.attach_virtio_rng(vm.fd(), vm.memory())?,
+                VirtioKindSnapshot::Vsock(s) => {
+                    let config = s.config();
+                    let listener = vsock::host::listen(&config)?;
+                    devices.attach_virtio_vsock(vm.fd(), vm.memory(), &config, listener)?;
+                    vsock_config = Some(config);
+                }
             }
         }
         devices
@@ -190,6 +199,7 @@ impl Vmm {
             stats: opts.stats,
             sandbox: opts.sandbox,
             disks: disk_configs,
+            vsock: vsock_config,
             ..VmConfig::default()
         };
         Ok(Vmm {

@@ -15,9 +15,11 @@
 //! its data written to the host socket or buffered within the credit we
 //! gave. Packets to the guest wait in the muxer until receive buffers come.
 //!
-//! Snapshots: `transport_reset` sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
-//! (what a restored guest must get, as Firecracker sends it) and drops every
-//! connection; saving the device's state is not done yet.
+//! Snapshots: the device's state is its configuration (`VsockSnapshot`:
+//! cid and socket path; the transport saves its queues). Connections are
+//! not saved, as in Firecracker: a restored device binds PATH again, and
+//! `transport_reset` drops every connection and sends the guest
+//! VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, so its sockets see the reset.
 
 pub mod conn;
 pub mod events;
@@ -26,6 +28,9 @@ pub mod muxer;
 pub mod packet;
 
 use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -90,6 +95,26 @@ pub struct VsockStats {
     pub request_timeouts: u64,
 }
 
+/// What a snapshot keeps of a socket device (its connections are not
+/// kept: the restored guest is sent a transport reset).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VsockSnapshot {
+    /// The guest's context id.
+    pub cid: u64,
+    /// The host socket path.
+    pub socket: PathBuf,
+}
+
+impl VsockSnapshot {
+    /// The `--vsock` configuration that rebuilds the device.
+    pub fn config(&self) -> VsockConfig {
+        VsockConfig {
+            cid: self.cid,
+            socket: self.socket.clone(),
+        }
+    }
+}
+
 /// A virtio socket device.
 pub struct Vsock {
     muxer: Muxer,
@@ -106,6 +131,14 @@ impl Vsock {
             muxer: Muxer::new(config.cid, config.socket.clone(), listener),
             wake,
             reset_event_pending: false,
+        }
+    }
+
+    /// Its configuration, for a snapshot.
+    pub fn save_state(&self) -> VsockSnapshot {
+        VsockSnapshot {
+            cid: self.muxer.cid(),
+            socket: self.muxer.path().to_path_buf(),
         }
     }
 

@@ -91,6 +91,11 @@ impl Muxer {
         self.cid
     }
 
+    /// The host socket path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Open connections (established or being set up).
     pub fn connections(&self) -> usize {
         self.conns.len()
