@@ -202,13 +202,6 @@ impl VmConfig {
                 )));
             }
         }
-        // A snapshot saves every device; virtio-net has no saved state yet
-        // (issue 14), so a VM with one cannot be saved: say so before it runs.
-        if self.snapshot.is_some() && !self.nets.is_empty() {
-            return Err(ConfigError::Path(
-                "--snapshot-on-marker/--snapshot-dir: a VM with --net cannot be saved yet".into(),
-            ));
-        }
         // Nor a bundle's VM: its second console and control channel are
         // not restored (docs/snapshot.md).
         if self.snapshot.is_some() && self.bundle.is_some() {

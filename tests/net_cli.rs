@@ -2,7 +2,9 @@
 //! 126, each one line, before the VM starts; a tap given by name and a
 //! created one attach (tiny guest, `--stats` names them), the created one
 //! is gone once tinyvmm has exited, even after dropping its capabilities
-//! and switching user. Taps live in a network namespace each test makes.
+//! and switching user. A VM with a tap is saved and restored on the saved
+//! tap, another one, or a created one. Taps live in a network namespace
+//! each test makes.
 
 mod common;
 mod net_ns;
@@ -129,6 +131,75 @@ fn taps_by_name_and_created_attach_and_the_created_one_goes_away() {
         assert!(out.stderr.contains("needs CAP_NET_ADMIN"), "{}", out.stderr);
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.stderr);
     });
+    if let Err(why) = result {
+        skip(test, &why);
+    }
+}
+
+#[test]
+fn a_vm_with_taps_is_saved_and_restored_on_the_saved_or_a_given_tap() {
+    let test = "a_vm_with_taps_is_saved_and_restored_on_the_saved_or_a_given_tap";
+    if !kvm_available(test) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tinyvmm-net-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let snap = dir.join("snap").display().to_string();
+    let result = in_new_netns(move || {
+        for t in ["tvs0", "tvs1"] {
+            assert!(
+                ip(&["tuntap", "add", "dev", t, "mode", "tap"]),
+                "ip tuntap add"
+            );
+        }
+        let out = run(
+            &[
+                "run",
+                "--net",
+                "tap=tvs0,mac=06:00:00:00:00:05",
+                "--snapshot-on-marker",
+                &snap,
+                "--cmdline",
+                "tiny.exit=9",
+            ],
+            b"",
+            T,
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        // The saved tap, by name.
+        let out = run(&["restore", &snap, "--stats"], b"", T);
+        assert_eq!(out.code, Some(9), "{}", out.stderr);
+        assert!(out.stderr.contains("net eth0 (tap tvs0)"), "{}", out.stderr);
+        // Another existing tap; the saved MAC goes with it.
+        let out = run(&["restore", &snap, "--stats", "--net", "tap=tvs1"], b"", T);
+        assert_eq!(out.code, Some(9), "{}", out.stderr);
+        assert!(out.stderr.contains("net eth0 (tap tvs1)"), "{}", out.stderr);
+        // A created one.
+        let out = run(
+            &["restore", &snap, "--stats", "--net", "ip=10.9.3.1/24"],
+            b"",
+            T,
+        );
+        assert_eq!(out.code, Some(9), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("net eth0 (tap tvmm0)"),
+            "{}",
+            out.stderr
+        );
+        // Refusals, one line each: another MAC, more taps than devices, a
+        // missing tap.
+        let mac = "tap=tvs1,mac=06:00:00:00:00:06";
+        expect(
+            &["restore", &snap, "--net", mac],
+            125,
+            "mac= must be the saved",
+        );
+        let two = ["restore", &snap, "--net", "tap=tvs0", "--net", "tap=tvs1"];
+        expect(&two, 125, "2 given, the snapshot has 1");
+        assert!(ip(&["link", "del", "tvs0"]), "ip link del");
+        expect(&["restore", &snap], 126, "no such interface");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
     if let Err(why) = result {
         skip(test, &why);
     }

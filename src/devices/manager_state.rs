@@ -6,7 +6,8 @@
 //! Saved: the 8250's registers and receive FIFO (vm-superio's
 //! `SerialState`), the boot markers' write count, each virtio transport
 //! (registers, queues, ring positions) and device (the console's input,
-//! size and held output; each disk's identity; the socket device's cid and
+//! size and held output; each disk's identity; each network device's tap
+//! and MAC; the socket device's cid and
 //! path, its connections dropped with a transport reset on restore; the
 //! entropy device has nothing beyond its transport). Not saved, because there is
 //! nothing to save: the debug-exit register (stateless) and the i8042
@@ -20,6 +21,7 @@ use vm_superio::serial::SerialState;
 use super::{DeviceManager, VirtioHandle};
 use crate::devices::virtio::console::state::ConsoleSnapshot;
 use crate::devices::virtio::mmio::state::TransportSnapshot;
+use crate::devices::virtio::net::state::NetSnapshot;
 use crate::devices::virtio::vsock::VsockSnapshot;
 use crate::snapshot::disk::{self, DiskIdentity};
 use crate::sync::lock;
@@ -44,6 +46,8 @@ pub enum VirtioKindSnapshot {
     Rng,
     /// The socket device: its configuration (connections are not saved).
     Vsock(VsockSnapshot),
+    /// A network device: its tap and MAC.
+    Net(NetSnapshot),
 }
 
 /// One virtio device.
@@ -121,11 +125,12 @@ impl DeviceManager {
                         VirtioKindSnapshot::Console(c.device().save_state()),
                     )
                 }
-                VirtioHandle::Net(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "a virtio-net device has no saved state yet",
-                    ));
+                VirtioHandle::Net(n) => {
+                    let n = lock(n);
+                    (
+                        n.save_state(),
+                        VirtioKindSnapshot::Net(n.device().save_state()),
+                    )
                 }
                 VirtioHandle::Vsock(v) => {
                     let v = lock(v);
@@ -191,6 +196,9 @@ impl DeviceManager {
                 }
                 (VirtioHandle::Rng(r), VirtioKindSnapshot::Rng) => {
                     lock(r).restore_state(&saved.transport)?;
+                }
+                (VirtioHandle::Net(n), VirtioKindSnapshot::Net(_)) => {
+                    lock(n).restore_state(&saved.transport)?;
                 }
                 (VirtioHandle::Vsock(v), VirtioKindSnapshot::Vsock(_)) => {
                     // As Firecracker: the guest's connections are gone;

@@ -37,6 +37,11 @@ pub struct RestoreArgs {
     /// snapshot can have its own. It must have the saved image's size.
     #[arg(long, value_name = "FILE")]
     pub disk: Vec<PathBuf>,
+    /// The tap for a saved network device, in device order (the first is
+    /// eth0's): tap=NAME (it must exist) or ip=ADDR/PREFIX (a new one);
+    /// default: the saved tap by name. The MAC stays the saved one.
+    #[arg(long, value_name = "tap=NAME|ip=ADDR/PREFIX")]
+    pub net: Vec<String>,
     /// Run without the seccomp sandbox (debugging only).
     #[arg(long)]
     pub no_seccomp: bool,
@@ -51,6 +56,7 @@ impl RestoreArgs {
             stats: self.stats,
             boot_timer: self.boot_timer,
             disks: self.disk.clone(),
+            nets: self.net.clone(),
             sandbox: if self.no_seccomp {
                 Sandbox::Off
             } else {

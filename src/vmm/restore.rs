@@ -47,6 +47,8 @@ pub struct RestoreOptions {
     pub boot_timer: bool,
     /// `--disk` overrides, in disk order (/dev/vda first).
     pub disks: Vec<PathBuf>,
+    /// `--net` overrides (as `run --net` takes them), in device order.
+    pub nets: Vec<String>,
     /// The seccomp sandbox.
     pub sandbox: Sandbox,
 }
@@ -114,6 +116,40 @@ impl Vmm {
             disks.push(image);
         }
 
+        // Taps: the saved ones by name, or those given with --net.
+        let saved_nets: Vec<_> = state
+            .devices
+            .virtio
+            .iter()
+            .filter_map(|v| match &v.device {
+                VirtioKindSnapshot::Net(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        if opts.nets.len() > saved_nets.len() {
+            return Err(ConfigError::Path(format!(
+                "--net: {} given, the snapshot has {} network device(s)",
+                opts.nets.len(),
+                saved_nets.len()
+            ))
+            .into());
+        }
+        let mut net_configs = Vec::new();
+        let mut taps = Vec::new();
+        for (i, saved) in saved_nets.iter().enumerate() {
+            let over = opts
+                .nets
+                .get(i)
+                .map(|t| crate::config::parse_net(t))
+                .transpose()?;
+            let config = saved
+                .config(over)
+                .map_err(|e| ConfigError::Path(format!("--net: {e}")))?;
+            let tap = crate::devices::virtio::net::open_tap(&config).map_err(VmmError::Net)?;
+            net_configs.push(config);
+            taps.push(tap);
+        }
+
         // 3. Guest RAM, mapped from the file.
         let mem = memory::map(&mem_file, &boot::ram_ranges(m.memory)).map_err(|e| {
             SnapshotError::Format(format!(
@@ -152,6 +188,7 @@ impl Vmm {
         devices.attach_legacy_devices(vm.fd(), serial, &exit, &boot_timer, &output)?;
         let mut images = disks.into_iter();
         let mut vsock_config = None;
+        let mut taps = taps.into_iter();
         for slot in &state.devices.virtio {
             match &slot.device {
                 VirtioKindSnapshot::Console(c) => {
@@ -164,6 +201,12 @@ impl Vmm {
                     devices.attach_virtio_block(vm.fd(), vm.memory(), image)?
                 }
                 VirtioKindSnapshot::Rng => devices.attach_virtio_rng(vm.fd(), vm.memory())?,
+                VirtioKindSnapshot::Net(n) => {
+                    let tap = taps
+                        .next()
+                        .ok_or_else(|| bad_state("taps")("missing".into()))?;
+                    devices.attach_virtio_net(vm.fd(), vm.memory(), tap, n.mac)?
+                }
                 VirtioKindSnapshot::Vsock(s) => {
                     let config = s.config();
                     let listener = vsock::host::listen(&config)?;
@@ -200,6 +243,7 @@ impl Vmm {
             sandbox: opts.sandbox,
             disks: disk_configs,
             vsock: vsock_config,
+            nets: net_configs,
             ..VmConfig::default()
         };
         Ok(Vmm {

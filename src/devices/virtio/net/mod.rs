@@ -18,6 +18,7 @@
 
 pub mod events;
 mod rx;
+pub mod state;
 mod tx;
 
 pub use tx::{HeaderError, check_header};
