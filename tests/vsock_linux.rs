@@ -14,6 +14,9 @@
 //!    host client sees end of stream;
 //! 6. `--stats` shows the connections, no drops, and exactly the payload
 //!    bytes moved each way (counted here as the test moves them).
+//!
+//! A second boot is saved at its marker and restored with the device
+//! (`linux_guest_with_vsock_saved_and_restored_gets_the_reset_and_serves`).
 
 mod common;
 
@@ -360,5 +363,84 @@ fn linux_guest_vsock_both_ways_many_host_connections_and_the_vm_end() {
         (from_guest + aborted.start()..=from_guest + aborted.end()).contains(&counted_from_guest),
         "bytes from the guest: {from_guest} + {aborted:?} moved: {line}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Linux guest saved with a socket device at its boot marker (before
+/// `vsockt` starts) and restored: the restored device binds the saved path,
+/// the guest's driver gets the transport-reset event (`--stats` counts it
+/// delivered), and a host connection then reaches the restored guest.
+#[test]
+fn linux_guest_with_vsock_saved_and_restored_gets_the_reset_and_serves() {
+    let test = "linux_guest_with_vsock_saved_and_restored_gets_the_reset_and_serves";
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tinyvmm-vsock-snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sock, snap) = (dir.join("v.sock"), dir.join("snap"));
+    let cmdline = format!("{BASE} tinyvmm.vsock={PORT}");
+    let vsock = format!("cid=3,socket={}", sock.display());
+    let snap_arg = snap.display().to_string();
+    let out = common::run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--initrd",
+            &initrd,
+            "--cmdline",
+            &cmdline,
+            "--vsock",
+            &vsock,
+            "--memory",
+            "256M",
+            "--snapshot-on-marker",
+            &snap_arg,
+        ],
+        b"",
+        Duration::from_secs(600),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let err_path = dir.join("stderr");
+    let child = Command::new(tinyvmm())
+        .args(["restore", &snap_arg, "--stats"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut vm = Vm {
+        child,
+        stderr: err_path,
+    };
+    let start = Instant::now();
+    let mut echo = loop {
+        match connect(&sock, PORT) {
+            Ok(s) => break s,
+            Err(_) if start.elapsed() < Duration::from_secs(300) => {
+                if let Ok(Some(st)) = vm.child.try_wait() {
+                    panic!("the restored VM ended early: {st}");
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("the restored guest's listener never answered: {e}"),
+        }
+    };
+    eprintln!(
+        "{test}: restored guest listening after {:?}",
+        start.elapsed()
+    );
+    echo.write_all(b"ECHO\nafter the restore").unwrap();
+    let mut b = [0u8; 17];
+    echo.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"after the restore");
+    let mut quit = connect(&sock, PORT).unwrap();
+    quit.write_all(b"QUIT 0\n").unwrap();
+    let status = vm.child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&vm.stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stat(&stderr, "transport resets"), 1, "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
