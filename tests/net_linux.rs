@@ -10,6 +10,9 @@
 //!    mid-transfer: it exits promptly with 143, the host's sending side
 //!    ends (write error or timeout) instead of hanging, and the tap is gone.
 //!
+//! A second boot is saved at its marker and restored on a new tap, over
+//! which the restored guest fetches a page from the host.
+//!
 //! `--stats` must show the frames both ways and no drops of well-formed
 //! traffic; the net line (with the offloads Linux negotiated) is printed.
 
@@ -279,4 +282,108 @@ fn guest_session(kernel: &str, initrd: &str) {
     for drop in [" bad length", " bad header", " bad chains", " tap errors"] {
         assert_eq!(number_before(drop), 0, "{drop}: {net}");
     }
+}
+
+/// A Linux guest saved with a created tap at its boot marker (its address
+/// already set by `ip=`), then restored on a new tap made by
+/// `restore --net ip=` (the first is gone with its VMM): the restored guest
+/// fetches a page from the host over it.
+#[test]
+fn linux_guest_saved_with_a_tap_restores_on_a_new_tap_and_talks() {
+    let test = "linux_guest_saved_with_a_tap_restores_on_a_new_tap_and_talks";
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
+        return;
+    };
+    if let Err(why) = in_new_netns(move || restored_session(&kernel, &initrd)) {
+        skip(test, &why);
+    }
+}
+
+fn restored_session(kernel: &str, initrd: &str) {
+    let dir = std::env::temp_dir().join(format!("tinyvmm-net-snap-linux-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let snap = dir.join("snap").display().to_string();
+    let cmdline = "console=hvc0 reboot=k panic=1 pci=off io_delay=none quiet tinyvmm.shell=1 \
+                   ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off";
+    let out = common::run(
+        &[
+            "run",
+            "--kernel",
+            kernel,
+            "--initrd",
+            initrd,
+            "--memory",
+            "256M",
+            "--net",
+            "ip=10.0.2.1/24,mac=06:00:0a:00:02:02",
+            "--cmdline",
+            cmdline,
+            "--snapshot-on-marker",
+            &snap,
+        ],
+        b"",
+        STEP,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let listener = TcpListener::bind("0.0.0.0:8080").expect("a listener in the namespace");
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            let mut req = [0u8; 512];
+            let _ = c.read(&mut req);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nrestored-talk");
+        }
+    });
+    let mut child = Command::new(tinyvmm())
+        .args(["restore", &snap, "--stats", "--net", "ip=10.0.2.1/24"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tinyvmm restore");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut log = String::new();
+    let mut fail = |what: &str, log: &str| -> ! {
+        let _ = child.kill();
+        panic!("{what}; console so far:\n{log}");
+    };
+    if !wait_for(&lines, "interactive shell", &mut log) {
+        fail("the restored guest's shell did not start", &log);
+    }
+    writeln!(
+        stdin,
+        "wget -q -O - http://10.0.2.1:8080/x; echo; echo FETCHED-$((40+4))"
+    )
+    .unwrap();
+    if !wait_for(&lines, "FETCHED-44", &mut log) {
+        fail("the restored guest's fetch did not finish", &log);
+    }
+    if !log.contains("restored-talk") {
+        fail("the page did not reach the restored guest", &log);
+    }
+    writeln!(stdin, "exit").unwrap();
+    let status = child.wait().unwrap();
+    let stats = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stats}\n{log}");
+    let net = stats
+        .lines()
+        .find(|l| l.contains("net eth0 (tap tvmm0)"))
+        .unwrap_or_else(|| panic!("no net line: {stats}"));
+    eprintln!("restored: {net}");
+    assert!(net.contains("0 bad header"), "{net}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
