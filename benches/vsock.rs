@@ -81,7 +81,7 @@ fn boot() -> Option<Guest> {
         .arg("--kernel")
         .arg(kernels.join("vmlinux"))
         .arg("--initrd")
-        .arg(kernels.join("initramfs.cpio"))
+        .arg(kernels.join("initramfs-vsock.cpio"))
         .args(["--cmdline", &cmdline, "--memory", "256M", "--stats"])
         .arg("--vsock")
         .arg(format!("cid=3,socket={}", sock.display()))

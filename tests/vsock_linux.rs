@@ -177,7 +177,7 @@ fn dial_listener(path: PathBuf, conns: usize, n: usize) -> std::thread::JoinHand
 #[test]
 fn linux_guest_vsock_both_ways_many_host_connections_and_the_vm_end() {
     let test = "linux_guest_vsock_both_ways_many_host_connections_and_the_vm_end";
-    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs-vsock.cpio") else {
         return;
     };
     let config = std::fs::read_to_string(common::kernel_dir().join("config")).unwrap_or_default();
@@ -373,7 +373,7 @@ fn linux_guest_vsock_both_ways_many_host_connections_and_the_vm_end() {
 #[test]
 fn linux_guest_with_vsock_saved_and_restored_gets_the_reset_and_serves() {
     let test = "linux_guest_with_vsock_saved_and_restored_gets_the_reset_and_serves";
-    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs.cpio") else {
+    let Some((kernel, initrd)) = guest_pair(test, "vmlinux", "initramfs-vsock.cpio") else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("tinyvmm-vsock-snap-{}", std::process::id()));
