@@ -8,6 +8,7 @@
 //! `VmConfig::bundle` set (vmm/bundle_io.rs: consoles, control channel).
 
 pub mod artifacts;
+pub mod cache;
 pub mod initramfs;
 pub mod launch;
 pub mod rootfs;

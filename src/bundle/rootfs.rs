@@ -79,12 +79,14 @@ pub fn image(root: &Path) -> Result<Image, BundleError> {
             .collect();
         Ok::<_, BundleError>((hex, w))
     };
+    let cap = super::cache::max()?;
     let (stamp, _) = walk(false)?;
     let stamp_file = dir.join("stamps").join(&stamp);
     if let Ok(key) = std::fs::read_to_string(&stamp_file) {
         let path = dir.join(format!("{}.ext4", key.trim()));
         if key.trim().len() == 64 && path.is_file() {
             let hash_time = started.elapsed();
+            used(&dir, &path, cap);
             return Ok(Image {
                 path,
                 hit: true,
@@ -98,6 +100,7 @@ pub fn image(root: &Path) -> Result<Image, BundleError> {
     let path = dir.join(format!("{hash}.ext4"));
     remember(&stamp_file, &hash);
     if path.is_file() {
+        used(&dir, &path, cap);
         return Ok(Image {
             path,
             hit: true,
@@ -118,12 +121,19 @@ pub fn image(root: &Path) -> Result<Image, BundleError> {
             root.display()
         )));
     }
+    used(&dir, &path, cap);
     Ok(Image {
         path,
         hit: false,
         hash_time,
         build_time: started.elapsed(),
     })
+}
+
+/// Marks `image` used and trims the cache to `cap` (cache.rs).
+fn used(dir: &Path, image: &Path, cap: u64) {
+    super::cache::touch(image);
+    super::cache::evict(dir, image, cap, super::cache::MIN_AGE);
 }
 
 /// Records that the tree with this stamp has the content key `hash`
