@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use super::paths::{Context, Launcher, PathId, Prepared, file_size};
 use crate::bundle::artifacts::{self, Artifacts};
 use crate::lab::container::Bundle;
+use crate::lab::qemu::Microvm;
 
 /// The one bundle every bundle-running path gets: crun, runc, tinyvmm
 /// and QEMU (`scratch/bundle`, rootfs = kernels/build.sh's tree).
@@ -111,82 +112,28 @@ pub fn qemu(ctx: &Context, program: PathBuf) -> Result<Prepared, String> {
     let initrd = ctx.scratch.join("bundle-initramfs.cpio");
     let bytes = a.initramfs().map_err(|e| e.to_string())?;
     std::fs::write(&initrd, bytes).map_err(|e| format!("{}: {e}", initrd.display()))?;
-    let mut cmdline = Artifacts::cmdline(false);
-    if ctx.pvm {
-        cmdline = format!(
-            "{cmdline} {}",
-            crate::arch::x86_64::cpuid::MINIMAL_KERNEL_ARGS
-        );
-    }
-    let args = qemu_args(ctx, &k, &initrd, &a, &cmdline);
+    let args = microvm(ctx, &k, &initrd, &a).args();
     Ok(vm(PathId::QemuBundle, ctx, program, args, image_sizes(&a)?))
 }
 
-/// QEMU's command line: microvm without ACPI (its virtio-mmio slots then
-/// go on the kernel command line, which our kernel reads), the devices of
-/// `artifacts::DEVICES` in the order the guest numbers them.
-fn qemu_args(
-    ctx: &Context,
-    kernel: &Path,
-    initrd: &Path,
-    a: &Artifacts,
-    cmdline: &str,
-) -> Vec<String> {
-    let cpu = if ctx.pvm {
-        super::paths::PVM_QEMU_CPU
-    } else {
-        "host"
-    };
-    let root = format!(
-        "file={},format=raw,if=none,id=root,readonly=on",
-        a.image.path.display()
-    );
-    [
-        "-M",
-        "microvm,acpi=off",
-        "-enable-kvm",
-        "-cpu",
-        cpu,
-        "-m",
+/// The lab's one QEMU microvm builder with the devices of
+/// `artifacts::DEVICES` in the order the guest numbers them: hvc0 on
+/// QEMU's stdio, hvc1 on its stderr, the root image read-only, virtio-rng;
+/// the 8250 (kernel messages) nowhere, as tinyvmm without --kernel-log.
+fn microvm(ctx: &Context, kernel: &Path, initrd: &Path, a: &Artifacts) -> Microvm {
+    Microvm::new(
+        kernel,
+        initrd,
+        &Artifacts::cmdline(false),
         &ctx.memory.1,
-        "-smp",
-        &a.vcpus.to_string(),
-        "-nodefaults",
-        "-no-user-config",
-        "-nographic",
-        "-no-reboot",
-        "-serial",
-        "null",
-        // reboot=k: the guest's reset goes through the keyboard controller.
-        "-device",
-        "i8042",
-        "-chardev",
-        "stdio,id=out,signal=off",
-        "-chardev",
-        "file,id=err,path=/dev/stderr,append=on",
-        "-device",
-        "virtio-serial-device,id=hvc0,max_ports=1",
-        "-device",
-        "virtconsole,bus=hvc0.0,chardev=out",
-        "-device",
-        "virtio-serial-device,id=hvc1,max_ports=1",
-        "-device",
-        "virtconsole,bus=hvc1.0,chardev=err",
-        "-drive",
-        &root,
-        "-device",
-        "virtio-blk-device,drive=root",
-        "-device",
-        "virtio-rng-device",
-        "-kernel",
-        &kernel.to_string_lossy(),
-        "-initrd",
-        &initrd.to_string_lossy(),
-        "-append",
-        cmdline,
-    ]
-    .map(String::from)
-    .to_vec()
+        ctx.pvm,
+    )
+    .vcpus(a.vcpus)
+    .serial_null()
+    .console("stdio", "signal=off")
+    .console("file", "path=/dev/stderr,append=on")
+    .read_only_disk(&a.image.path)
+    .rng()
 }
 
 #[cfg(test)]
@@ -220,23 +167,20 @@ mod tests {
             vcpus: 1,
             terminal: false,
         };
-        let args = qemu_args(
-            &ctx,
-            Path::new("/k/vmlinux"),
-            Path::new("/s/i.cpio"),
-            &a,
-            "c",
-        );
+        let args = microvm(&ctx, Path::new("/k/vmlinux"), Path::new("/s/i.cpio"), &a).args();
         let line = args.join(" ");
         let at = |s: &str| line.find(s).unwrap_or_else(|| panic!("{s} not in {line}"));
         // hvc0 (stdout on QEMU's stdout) is the first virtio console, hvc1
-        // (stderr) the second; the root image is read-only.
-        assert!(
-            at("virtconsole,bus=hvc0.0,chardev=out") < at("virtconsole,bus=hvc1.0,chardev=err")
-        );
-        assert!(at("stdio,id=out") > 0 && at("path=/dev/stderr") > 0);
-        assert!(line.contains("file=/c/root.ext4,format=raw,if=none,id=root,readonly=on"));
+        // (stderr) the second; the root image is read-only, after them.
+        assert!(at("stdio,id=c0,signal=off") < at("file,id=c1,path=/dev/stderr,append=on"));
+        assert!(at("virtconsole,bus=s0.0,chardev=c0") < at("virtconsole,bus=s1.0,chardev=c1"));
+        assert!(at("virtconsole,bus=s1.0") < at("file=/c/root.ext4"));
+        assert!(line.contains("readonly=on") && line.contains("-serial null"));
         assert!(line.contains("microvm,acpi=off") && line.contains("-device i8042"));
-        assert!(line.ends_with("-initrd /s/i.cpio -append c"), "{line}");
+        assert!(
+            line.contains("-initrd /s/i.cpio -append console=ttyS0"),
+            "{line}"
+        );
+        assert!(line.contains(&Artifacts::cmdline(false)), "{line}");
     }
 }
