@@ -78,23 +78,10 @@ pub fn tinyvmm(ctx: &Context) -> Result<Prepared, String> {
     if !ctx.tinyvmm.is_file() {
         return Err(format!("{} missing", ctx.tinyvmm.display()));
     }
-    let k = kernel(ctx)?;
     let b = shared_bundle(ctx)?;
     // What tinyvmm will find in its cache (the first launch pays no miss).
     let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
-    let args: Vec<String> = [
-        "run",
-        "--bundle",
-        &b.dir.to_string_lossy(),
-        "--kernel",
-        &k.to_string_lossy(),
-        "--memory",
-        &ctx.memory.1,
-        "--boot-timer",
-        "--stats",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = launch_args(PathId::TinyvmmBundle, ctx, &b.dir)?;
     Ok(vm(
         PathId::TinyvmmBundle,
         ctx,
@@ -106,14 +93,38 @@ pub fn tinyvmm(ctx: &Context) -> Result<Prepared, String> {
 
 /// QEMU microvm booting the artifacts the core prepared for the bundle.
 pub fn qemu(ctx: &Context, program: PathBuf) -> Result<Prepared, String> {
-    let k = kernel(ctx)?;
     let b = shared_bundle(ctx)?;
     let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
-    let initrd = ctx.scratch.join("bundle-initramfs.cpio");
+    let args = launch_args(PathId::QemuBundle, ctx, &b.dir)?;
+    Ok(vm(PathId::QemuBundle, ctx, program, args, image_sizes(&a)?))
+}
+
+/// The launcher's arguments for running the bundle at `dir` on path `id`
+/// (QEMU: its artifacts prepared now, the initramfs beside the bundle).
+pub fn launch_args(id: PathId, ctx: &Context, dir: &Path) -> Result<Vec<String>, String> {
+    let k = kernel(ctx)?;
+    if id == PathId::TinyvmmBundle {
+        return Ok([
+            "run",
+            "--bundle",
+            &dir.to_string_lossy(),
+            "--kernel",
+            &k.to_string_lossy(),
+            "--memory",
+            &ctx.memory.1,
+            "--boot-timer",
+            "--stats",
+        ]
+        .map(String::from)
+        .to_vec());
+    }
+    let a = artifacts::prepare(dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push("-initramfs.cpio");
+    let initrd = dir.with_file_name(name);
     let bytes = a.initramfs().map_err(|e| e.to_string())?;
     std::fs::write(&initrd, bytes).map_err(|e| format!("{}: {e}", initrd.display()))?;
-    let args = microvm(ctx, &k, &initrd, &a).args();
-    Ok(vm(PathId::QemuBundle, ctx, program, args, image_sizes(&a)?))
+    Ok(microvm(ctx, &k, &initrd, &a).args())
 }
 
 /// The lab's one QEMU microvm builder with the devices of

@@ -12,8 +12,8 @@
 //! RAM). A container runs the same busybox shell commands as /init, as
 //! `sh -c`, in a bundle whose root is a private writable copy of `rootfs/`
 //! (`root.readonly: false`, a plain host directory, as crun and runc use
-//! it; the timed runs keep the read-only root). The tiny guest has no file
-//! system and is not measured.
+//! it; the timed runs keep the read-only root); the bundle VM paths run
+//! those bundles too. The tiny guest has no file system and is not measured.
 
 use std::fs;
 use std::path::Path;
@@ -85,12 +85,33 @@ pub fn probe(p: &Prepared, ctx: &Context) -> Result<Option<Persistence>, String>
     let check = format!("tinyvmm.check={word}");
     let (setup, first, second) = match &p.launcher {
         Launcher::Vmm { .. } if p.id == PathId::TinyvmmTiny => return Ok(None),
-        Launcher::Vmm { .. } if matches!(p.id, PathId::TinyvmmBundle | PathId::QemuBundle) => {
-            return Err(
-                "not yet probed on the bundle paths (their root: a read-only image, \
-                        root.readonly true; a writable one is a tmpfs overlay, tests/bundle.rs)"
-                    .into(),
-            );
+        Launcher::Vmm {
+            program, timeout, ..
+        } if matches!(p.id, PathId::TinyvmmBundle | PathId::QemuBundle) => {
+            // The containers' probe, as bundles the VM path runs.
+            let rootfs = ctx.scratch.join("persist-rootfs-vm");
+            copy_tree(&ctx.kernels.join("rootfs"), &rootfs)?;
+            let mut vms = Vec::new();
+            for (n, script) in [write_script(&word), check_script(&word)]
+                .iter()
+                .enumerate()
+            {
+                let args = ["/bin/sh", "-c", script].map(String::from).to_vec();
+                let dir = ctx.scratch.join(format!("persist-bundle-{:?}-{n}", p.id));
+                let b = Bundle::write(&dir, &rootfs, &args).map_err(|e| e.to_string())?;
+                writable_root(&b.dir.join("config.json"))?;
+                let args = super::bundle_paths::launch_args(p.id, ctx, &b.dir)?;
+                vms.push(Instance {
+                    spec: vm_spec(program, args, *timeout),
+                    cleanup: Box::new(|| {}),
+                });
+            }
+            let second = vms.pop().expect("two instances");
+            let first = vms.pop().expect("two instances");
+            let setup = "a bundle on a writable copy of rootfs/ (root.readonly false): \
+                         its read-only image under a tmpfs overlay"
+                .to_string();
+            (setup, first, second)
         }
         Launcher::Vmm {
             program, timeout, ..
