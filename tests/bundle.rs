@@ -472,5 +472,20 @@ fn bad_bundles_are_refused_with_one_line_before_any_vm() {
         assert_eq!(lines.len(), 1, "{what}: {out:?}");
         assert!(lines[0].starts_with("tinyvmm: "), "{what}: {out:?}");
     }
+    // A bad image cache cap (docs/bundle.md) is a bad configuration.
+    std::fs::write(dir.join("config.json"), good.to_string()).unwrap();
+    let out = Command::new(common::tinyvmm())
+        .args(["run", "--bundle", dir.to_str().unwrap()])
+        .env("TINYVMM_BUNDLE_CACHE_MAX", "lots")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("tinyvmm: TINYVMM_BUNDLE_CACHE_MAX=lots"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
