@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::paths::{Context, Launcher, PathId, Prepared, file_size};
+use super::paths::{Context, PathId, Prepared, file_size};
 use crate::bundle::artifacts::{self, Artifacts};
 use crate::lab::container::Bundle;
 use crate::lab::qemu::Microvm;
@@ -44,27 +44,6 @@ fn kernel(ctx: &Context) -> Result<PathBuf, String> {
     Ok(k)
 }
 
-fn vm(
-    id: PathId,
-    ctx: &Context,
-    program: PathBuf,
-    args: Vec<String>,
-    image: (u64, String),
-) -> Prepared {
-    Prepared {
-        id,
-        binary: (program.clone(), file_size(&program)),
-        launcher: Launcher::Vmm {
-            program,
-            args,
-            timeout: ctx.linux_timeout,
-            pre_exec: None,
-        },
-        guest_memory: Some(ctx.memory.0),
-        image,
-    }
-}
-
 fn image_sizes(a: &Artifacts) -> Result<(u64, String), String> {
     let initramfs = a.initramfs().map_err(|e| e.to_string())?.len() as u64;
     Ok((
@@ -82,7 +61,7 @@ pub fn tinyvmm(ctx: &Context) -> Result<Prepared, String> {
     // What tinyvmm will find in its cache (the first launch pays no miss).
     let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
     let args = launch_args(PathId::TinyvmmBundle, ctx, &b.dir)?;
-    Ok(vm(
+    Ok(super::peers::vmm_path(
         PathId::TinyvmmBundle,
         ctx,
         ctx.tinyvmm.clone(),
@@ -96,7 +75,13 @@ pub fn qemu(ctx: &Context, program: PathBuf) -> Result<Prepared, String> {
     let b = shared_bundle(ctx)?;
     let a = artifacts::prepare(&b.dir, Some(&ctx.memory.1), None).map_err(|e| e.to_string())?;
     let args = launch_args(PathId::QemuBundle, ctx, &b.dir)?;
-    Ok(vm(PathId::QemuBundle, ctx, program, args, image_sizes(&a)?))
+    Ok(super::peers::vmm_path(
+        PathId::QemuBundle,
+        ctx,
+        program,
+        args,
+        image_sizes(&a)?,
+    ))
 }
 
 /// The launcher's arguments for running the bundle at `dir` on path `id`

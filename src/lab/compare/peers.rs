@@ -149,6 +149,23 @@ fn peer(
     kernel: &Path,
     initrd: &Path,
 ) -> Prepared {
+    let image = (
+        file_size(kernel) + file_size(initrd),
+        "vmlinux + initramfs.cpio".into(),
+    );
+    vmm_path(id, ctx, program, args, image)
+}
+
+/// A VMM path of compare (a peer, or a bundle path): its binary, launched
+/// with `args` under the Linux timeout, with the context's guest memory
+/// and `image` as its (bytes, what) image row.
+pub(super) fn vmm_path(
+    id: PathId,
+    ctx: &Context,
+    program: PathBuf,
+    args: Vec<String>,
+    image: (u64, String),
+) -> Prepared {
     Prepared {
         id,
         binary: (program.clone(), file_size(&program)),
@@ -159,10 +176,7 @@ fn peer(
             pre_exec: None,
         },
         guest_memory: Some(ctx.memory.0),
-        image: (
-            file_size(kernel) + file_size(initrd),
-            "vmlinux + initramfs.cpio".into(),
-        ),
+        image,
     }
 }
 
