@@ -21,7 +21,7 @@ mod net_ns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,41 @@ const BLOB: usize = 8 << 20;
 /// Generous: a boot takes 12 s to minutes here, and the guest's TCP stack
 /// runs in the emulated kernel.
 const STEP: Duration = Duration::from_secs(900);
+
+/// Spawns `cmd` with piped stdio: the child, its stdin, its stdout as a
+/// channel of lines, and a thread that collects its stderr.
+fn spawn_piped(
+    cmd: &mut Command,
+) -> (
+    Child,
+    ChildStdin,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tinyvmm");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (line_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    (child, stdin, lines, err_reader)
+}
 
 /// The 8 MiB the host serves: xorshift bytes, so a dropped, duplicated or
 /// reordered segment cannot go unnoticed.
@@ -148,33 +183,14 @@ fn guest_session(kernel: &str, initrd: &str) {
 
     let cmdline = "console=hvc0 reboot=k panic=1 pci=off io_delay=none quiet tinyvmm.shell=1 \
                    ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off";
-    let mut child = Command::new(tinyvmm())
-        .args([
-            "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
-        ])
-        .args(["--net", "ip=10.0.2.1/24,mac=06:00:0a:00:02:02", "--stats"])
-        .args(["--cmdline", cmdline])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tinyvmm");
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (mut child, mut stdin, lines, err_reader) = spawn_piped(
+        Command::new(tinyvmm())
+            .args([
+                "run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
+            ])
+            .args(["--net", "ip=10.0.2.1/24,mac=06:00:0a:00:02:02", "--stats"])
+            .args(["--cmdline", cmdline]),
+    );
     let mut log = String::new();
     // The tty echoes what we type: markers are computed, so only the
     // output has them ("$((1+1))" is echoed, "2" printed).
@@ -333,29 +349,13 @@ fn restored_session(kernel: &str, initrd: &str) {
             let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nrestored-talk");
         }
     });
-    let mut child = Command::new(tinyvmm())
-        .args(["restore", &snap, "--stats", "--net", "ip=10.0.2.1/24"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tinyvmm restore");
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (line_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+    let (mut child, mut stdin, lines, err_reader) = spawn_piped(Command::new(tinyvmm()).args([
+        "restore",
+        &snap,
+        "--stats",
+        "--net",
+        "ip=10.0.2.1/24",
+    ]));
     let mut log = String::new();
     let mut fail = |what: &str, log: &str| -> ! {
         let _ = child.kill();
