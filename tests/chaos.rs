@@ -101,10 +101,7 @@ fn many_seeds_each_end_with_status_0() {
     if !kvm_available("many_seeds_each_end_with_status_0") {
         return;
     }
-    let seeds: u64 = std::env::var("TINYVMM_CHAOS_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+    let seeds = common::chaos_seeds(50);
     for seed in 1..=seeds {
         // The same guest under the other configurations a user can choose.
         let extra: &[&str] = match seed % 5 {

@@ -24,10 +24,7 @@ fn chaos_on_a_virtio_net_window_ends_with_status_0() {
     if !kvm_available(test) {
         return;
     }
-    let seeds: u64 = std::env::var("TINYVMM_CHAOS_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seeds = common::chaos_seeds(20);
     let result = in_new_netns(move || {
         assert!(
             ip(&["tuntap", "add", "dev", "tvc0", "mode", "tap"]),

@@ -43,10 +43,7 @@ fn chaos_on_a_virtio_socket_window_ends_with_status_0() {
     if !kvm_available(test) {
         return;
     }
-    let seeds: u64 = std::env::var("TINYVMM_CHAOS_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let seeds = common::chaos_seeds(20);
     let dir = std::env::temp_dir().join(format!("tinyvmm-vsock-chaos-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -198,6 +198,15 @@ pub fn assert_status(out: &Outcome, code: i32) {
     );
 }
 
+/// How many chaos-monkey seeds a chaos test runs: `TINYVMM_CHAOS_SEEDS`
+/// when set to a number, else `default`.
+pub fn chaos_seeds(default: u64) -> u64 {
+    std::env::var("TINYVMM_CHAOS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Directory of the built Linux guest (kernels/build.sh output).
 pub fn kernel_dir() -> PathBuf {
     tinyvmm::kernel_dir::kernel_dir_for(Path::new(tinyvmm()))
